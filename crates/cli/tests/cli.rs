@@ -1,0 +1,101 @@
+//! The `xlpatch` binary as a user runs it.
+
+use std::process::{Command, Output};
+
+fn xlpatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xlpatch"))
+        .args(args)
+        .env_remove("XLPATCH_PLUGIN_PATH")
+        .output()
+        .expect("the xlpatch binary runs")
+}
+
+#[test]
+fn plugins_list_shows_the_six_builtins_from_their_libraries() {
+    let out = xlpatch(&["plugins", "list", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "xlpatch plugins list failed (build the plugins with `cargo xtask build-plugins`): {stderr}"
+    );
+    assert!(stderr.is_empty(), "unexpected warnings: {stderr}");
+    let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut found: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            let path = std::path::Path::new(r["path"].as_str().unwrap());
+            assert!(path.is_file(), "{} is not a file", path.display());
+            assert_eq!(r["version"], env!("CARGO_PKG_VERSION"));
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    found.sort();
+    let expected: Vec<(String, String)> = [
+        ("extract-first", "extractor"),
+        ("extract-mean", "extractor"),
+        ("metric-concept-prob", "metric"),
+        ("patch-add", "patch"),
+        ("patch-interpolate", "patch"),
+        ("patch-replace", "patch"),
+    ]
+    .iter()
+    .map(|(n, k)| (n.to_string(), k.to_string()))
+    .collect();
+    assert_eq!(found, expected);
+
+    // The table form has a header and one line per plugin.
+    let table = xlpatch(&["plugins", "list"]);
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(text.starts_with("NAME"), "{text}");
+    assert_eq!(text.lines().count(), 7, "{text}");
+}
+
+#[test]
+fn refused_libraries_are_reported_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join(format!(
+        "{}junk{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    std::fs::write(&junk, "not a library").unwrap();
+    let out = xlpatch(&[
+        "--plugin-dir",
+        dir.path().to_str().unwrap(),
+        "plugins",
+        "list",
+    ]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning:"), "{stderr}");
+    assert!(
+        stderr.contains("is not a loadable plugin library"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&junk.display().to_string()), "{stderr}");
+}
+
+/// Every subcommand `xlpatch` has; a new one is added here with its help test.
+const SUBCOMMANDS: &[&str] = &["plugins"];
+
+#[test]
+fn help_documents_every_subcommand() {
+    let out = xlpatch(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for cmd in SUBCOMMANDS {
+        assert!(help.contains(cmd), "--help does not mention {cmd}:\n{help}");
+    }
+    let out = xlpatch(&["plugins", "--help"]);
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("list"), "{help}");
+    let out = xlpatch(&["no-such-command"]);
+    assert_eq!(out.status.code(), Some(2));
+}
