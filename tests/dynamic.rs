@@ -225,7 +225,7 @@ proptest! {
 }
 
 #[test]
-fn all_six_builtins_are_found_with_their_kinds() {
+fn all_builtins_are_found_with_their_kinds() {
     let registry = builtins();
     let mut found: Vec<(String, String)> = registry
         .iter()
@@ -233,6 +233,7 @@ fn all_six_builtins_are_found_with_their_kinds() {
         .collect();
     found.sort();
     let expected = [
+        ("backend-ort", "backend"),
         ("extract-first", "extractor"),
         ("extract-mean", "extractor"),
         ("metric-concept-prob", "metric"),

@@ -11,7 +11,7 @@ fn xlpatch(args: &[&str]) -> Output {
 }
 
 #[test]
-fn plugins_list_shows_the_six_builtins_from_their_libraries() {
+fn plugins_list_shows_every_builtin_from_its_library() {
     let out = xlpatch(&["plugins", "list", "--json"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -38,6 +38,7 @@ fn plugins_list_shows_the_six_builtins_from_their_libraries() {
         .collect();
     found.sort();
     let expected: Vec<(String, String)> = [
+        ("backend-ort", "backend"),
         ("extract-first", "extractor"),
         ("extract-mean", "extractor"),
         ("metric-concept-prob", "metric"),
@@ -54,7 +55,7 @@ fn plugins_list_shows_the_six_builtins_from_their_libraries() {
     let table = xlpatch(&["plugins", "list"]);
     let text = String::from_utf8(table.stdout).unwrap();
     assert!(text.starts_with("NAME"), "{text}");
-    assert_eq!(text.lines().count(), 7, "{text}");
+    assert_eq!(text.lines().count(), 8, "{text}");
 }
 
 #[test]

@@ -6,6 +6,8 @@
 //! plugins are used the same way: loaded from a library by name.
 #![deny(missing_docs)]
 
+pub mod model;
+pub mod ort;
 pub mod plugins;
 
 pub use xlpatch_abi as abi;
@@ -17,4 +19,27 @@ pub enum Error {
     /// A plugin could not be loaded or instantiated.
     #[error(transparent)]
     Plugin(#[from] xlpatch_abi::loader::LoadError),
+    /// A plugin call failed.
+    #[error(transparent)]
+    Call(#[from] xlpatch_abi::PluginError),
+    /// A model directory could not be read.
+    #[error(transparent)]
+    Model(#[from] xlpatch_model::ModelError),
+    /// A tokenizer could not be loaded or used.
+    #[error("tokenizer {}: {what}", path.display())]
+    Tokenizer {
+        /// The tokenizer file or model directory.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        what: String,
+    },
+    /// ONNX Runtime's library was not found.
+    #[error(
+        "ONNX Runtime's library was not found: run `cargo xtask ort` in the xlpatch checkout, or \
+         set ORT_DYLIB_PATH"
+    )]
+    NoOrtLibrary,
+    /// Sizes or shapes that do not fit together.
+    #[error("{0}")]
+    Inconsistent(String),
 }

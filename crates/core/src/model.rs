@@ -1,0 +1,338 @@
+//! A model opened for running: its manifest, a backend instance, and its tokenizer, with the
+//! few operations everything else is built from: embed tokens, run a range of decoder blocks
+//! over a KV cache while a hook reads or overwrites each block's output, apply the head to
+//! chosen rows, and greedy decoding.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use xlpatch_abi::loader::Registry;
+use xlpatch_abi::{Backend, LayerRun, ModelInfo, TensorMut, TensorRef};
+use xlpatch_model::Manifest;
+
+use crate::Error;
+
+/// How to open a model's backend.
+#[derive(Debug, Clone)]
+pub struct BackendOptions {
+    /// The backend plugin's name.
+    pub plugin: String,
+    /// Intra-op threads (0: the runtime decides).
+    pub threads: usize,
+    /// Check every file against the manifest's hashes.
+    pub verify: bool,
+}
+
+impl Default for BackendOptions {
+    fn default() -> Self {
+        BackendOptions {
+            plugin: "backend-ort".to_string(),
+            threads: 0,
+            verify: true,
+        }
+    }
+}
+
+/// Keys and values of one decoder block for a batch, each `[batch, kv_heads, len, head_dim]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerKv {
+    /// Keys.
+    pub key: Vec<f32>,
+    /// Values.
+    pub value: Vec<f32>,
+}
+
+/// Called after each decoder block with the block's index and its output `[batch, seq, d]`,
+/// which it may read or overwrite before the next block sees it.
+pub type LayerHook<'a> = dyn FnMut(usize, &mut [f32]) -> Result<(), Error> + 'a;
+
+/// A model ready to run.
+pub struct Model {
+    dir: PathBuf,
+    manifest: Manifest,
+    info: ModelInfo,
+    backend: Box<dyn Backend>,
+    tokenizer: Option<tokenizers::Tokenizer>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("dir", &self.dir)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Model {
+    /// Opens the model directory `dir` with the backend plugin named in `options`.
+    pub fn open(registry: &Registry, dir: &Path, options: &BackendOptions) -> Result<Model, Error> {
+        let manifest = Manifest::read(dir)?;
+        let library = crate::ort::locate().ok_or(Error::NoOrtLibrary)?;
+        let threads = options.threads.to_string();
+        let dir_str = dir.to_string_lossy();
+        let library_str = library.to_string_lossy();
+        let params = [
+            ("model", dir_str.as_ref()),
+            ("ort_library", library_str.as_ref()),
+            ("threads", threads.as_str()),
+            ("verify", if options.verify { "true" } else { "false" }),
+        ];
+        let backend = registry.get(&options.plugin)?.backend(&params)?;
+        let info = backend.info();
+        if info.n_layers as usize != manifest.num_layers
+            || info.d_model as usize != manifest.hidden_size
+        {
+            return Err(Error::Inconsistent(format!(
+                "backend reports {} layers of width {} for {}, the manifest {} of width {}",
+                info.n_layers,
+                info.d_model,
+                dir.display(),
+                manifest.num_layers,
+                manifest.hidden_size
+            )));
+        }
+        let tokenizer = match &manifest.tokenizer {
+            None => None,
+            Some(file) => {
+                let path = dir.join(file);
+                let tok =
+                    tokenizers::Tokenizer::from_file(&path).map_err(|e| Error::Tokenizer {
+                        path: path.clone(),
+                        what: e.to_string(),
+                    })?;
+                let vocab = tok.get_vocab_size(true);
+                if vocab > manifest.vocab_size {
+                    return Err(Error::Tokenizer {
+                        path,
+                        what: format!(
+                            "the tokenizer has {vocab} tokens but the model only {}: it belongs to another model",
+                            manifest.vocab_size
+                        ),
+                    });
+                }
+                Some(tok)
+            }
+        };
+        Ok(Model {
+            dir: dir.to_path_buf(),
+            manifest,
+            info,
+            backend: Box::new(backend),
+            tokenizer,
+        })
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Sizes as the backend reports them.
+    pub fn info(&self) -> ModelInfo {
+        self.info
+    }
+
+    /// The tokenizer, or an error naming the directory if the export has none.
+    pub fn tokenizer(&self) -> Result<&tokenizers::Tokenizer, Error> {
+        self.tokenizer.as_ref().ok_or_else(|| Error::Tokenizer {
+            path: self.dir.clone(),
+            what: "the model directory has no tokenizer (export with --tokenizer)".to_string(),
+        })
+    }
+
+    /// Token ids of `text`, with the tokenizer's special tokens (e.g. BOS).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, Error> {
+        let tok = self.tokenizer()?;
+        let enc = tok.encode(text, true).map_err(|e| Error::Tokenizer {
+            path: self.dir.clone(),
+            what: e.to_string(),
+        })?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Text of `ids`, special tokens skipped.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, Error> {
+        self.tokenizer()?
+            .decode(ids, true)
+            .map_err(|e| Error::Tokenizer {
+                path: self.dir.clone(),
+                what: e.to_string(),
+            })
+    }
+
+    /// The residual stream entering block 0 for `ids` `[batch, seq]`.
+    pub fn embed(&mut self, ids: &[i64], batch: usize) -> Result<Vec<f32>, Error> {
+        let seq = ids.len() / batch.max(1);
+        let d = self.info.d_model as usize;
+        let mut hidden = vec![0f32; batch * seq * d];
+        self.backend.embed(
+            TensorRef::new(ids, &[batch, seq])?,
+            TensorMut::new(&mut hidden, &[batch, seq, d])?,
+        )?;
+        Ok(hidden)
+    }
+
+    /// Runs blocks `layers` over `hidden` (`[batch, seq, d]`, replaced by the last block's
+    /// output). `past[k]` is the cache of block `layers.start + k` for the positions before
+    /// (`past_len` of them); `mask` is `[batch, past_len + seq]`. After each block, `hook(i,
+    /// output)` may read or overwrite its output before the next block sees it. Returns each
+    /// block's cache for all `past_len + seq` positions.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_layers(
+        &mut self,
+        layers: Range<usize>,
+        hidden: &mut Vec<f32>,
+        batch: usize,
+        positions: &[i64],
+        mask: &[i64],
+        past: &[LayerKv],
+        past_len: usize,
+        hook: &mut LayerHook<'_>,
+    ) -> Result<Vec<LayerKv>, Error> {
+        let d = self.info.d_model as usize;
+        let (kv, hd) = (self.info.n_kv_heads as usize, self.info.head_dim as usize);
+        let seq = hidden.len() / (batch * d);
+        let total = past_len + seq;
+        if past.len() != layers.len()
+            || mask.len() != batch * total
+            || positions.len() != batch * seq
+        {
+            return Err(Error::Inconsistent(format!(
+                "run_layers: {} caches for {} layers, mask of {} for [{batch}, {total}], {} positions for [{batch}, {seq}]",
+                past.len(),
+                layers.len(),
+                mask.len(),
+                positions.len()
+            )));
+        }
+        let mut presents = Vec::with_capacity(layers.len());
+        let mut out = vec![0f32; hidden.len()];
+        let past_shape = [batch, kv, past_len, hd];
+        let present_shape = [batch, kv, total, hd];
+        let hidden_shape = [batch, seq, d];
+        for (k, layer) in layers.clone().enumerate() {
+            let mut present = LayerKv {
+                key: vec![0f32; batch * kv * total * hd],
+                value: vec![0f32; batch * kv * total * hd],
+            };
+            self.backend.layer(
+                layer as u32,
+                LayerRun {
+                    hidden_in: TensorRef::new(hidden, &hidden_shape)?,
+                    position_ids: TensorRef::new(positions, &[batch, seq])?,
+                    attention_mask: TensorRef::new(mask, &[batch, total])?,
+                    past_key: TensorRef::new(&past[k].key, &past_shape)?,
+                    past_value: TensorRef::new(&past[k].value, &past_shape)?,
+                    hidden_out: TensorMut::new(&mut out, &hidden_shape)?,
+                    present_key: TensorMut::new(&mut present.key, &present_shape)?,
+                    present_value: TensorMut::new(&mut present.value, &present_shape)?,
+                    attn_out: None,
+                    mlp_out: None,
+                },
+            )?;
+            hook(layer, &mut out)?;
+            std::mem::swap(hidden, &mut out);
+            presents.push(present);
+        }
+        Ok(presents)
+    }
+
+    /// Logits `[rows, vocab]` of residual rows `[rows, d]`.
+    pub fn logits(&mut self, rows: &[f32]) -> Result<Vec<f32>, Error> {
+        let d = self.info.d_model as usize;
+        let n = rows.len() / d;
+        let v = self.info.vocab as usize;
+        let mut logits = vec![0f32; n * v];
+        self.backend.head(
+            TensorRef::new(rows, &[1, n, d])?,
+            TensorMut::new(&mut logits, &[1, n, v])?,
+        )?;
+        Ok(logits)
+    }
+
+    /// Greedy decoding of one unpadded prompt: the next-token logits after the prompt, and up
+    /// to `max_new` generated ids (stopping early when `stop(id)` says so, that id included).
+    pub fn greedy(
+        &mut self,
+        prompt: &[u32],
+        max_new: usize,
+        stop: &dyn Fn(u32) -> bool,
+    ) -> Result<(Vec<f32>, Vec<u32>), Error> {
+        let n_layers = self.info.n_layers as usize;
+        let ids: Vec<i64> = prompt.iter().map(|&i| i64::from(i)).collect();
+        let mut hidden = self.embed(&ids, 1)?;
+        let positions: Vec<i64> = (0..ids.len() as i64).collect();
+        let mask = vec![1i64; ids.len()];
+        let empty = vec![LayerKv::default(); n_layers];
+        let mut cache = self.run_layers(
+            0..n_layers,
+            &mut hidden,
+            1,
+            &positions,
+            &mask,
+            &empty,
+            0,
+            &mut |_, _| Ok(()),
+        )?;
+        let d = self.info.d_model as usize;
+        let first = self.logits(&hidden[hidden.len() - d..])?;
+        let mut generated = Vec::new();
+        let mut logits = first.clone();
+        let mut len = ids.len();
+        while generated.len() < max_new {
+            let next = argmax(&logits) as u32;
+            generated.push(next);
+            if stop(next) || generated.len() == max_new {
+                break;
+            }
+            let mut hidden = self.embed(&[i64::from(next)], 1)?;
+            let mask = vec![1i64; len + 1];
+            cache = self.run_layers(
+                0..n_layers,
+                &mut hidden,
+                1,
+                &[len as i64],
+                &mask,
+                &cache,
+                len,
+                &mut |_, _| Ok(()),
+            )?;
+            len += 1;
+            logits = self.logits(&hidden)?;
+        }
+        Ok((first, generated))
+    }
+}
+
+/// Index of the largest value (the first one on ties, as `torch.argmax`).
+pub fn argmax(xs: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in xs.iter().enumerate() {
+        if x > xs[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Softmax in f64 accumulation, returned as f32.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f64> = logits.iter().map(|&x| f64::from(x - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.iter().map(|e| (e / sum) as f32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_of_ties_and_softmax_sums_to_one() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, -1.0]), 1);
+        let p = softmax(&[1000.0, 1000.0, 0.0]);
+        assert!((p[0] - 0.5).abs() < 1e-6 && p[2] < 1e-30);
+        assert!((p.iter().map(|&x| f64::from(x)).sum::<f64>() - 1.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,373 @@
+//! The graphs: `embed`, one `layer_{i}` per decoder block, and `head`, built node by node
+//! from a [`Config`] and a weight source.
+//!
+//! Every graph computes in f32. Linear weights are stored transposed (`[in, out]`, so each
+//! projection is one `MatMul`), under their checkpoint names.
+
+use crate::Dtype;
+use crate::config::{Activation, AttentionType, Config, Family};
+use crate::error::Result;
+use crate::graph::{Attr, Dim, GraphBuilder};
+use crate::onnx::data_type::{BOOL, FLOAT, INT64};
+use crate::weights::{self, Weights};
+
+const BATCH: Dim = Dim::Sym("batch");
+const SEQ: Dim = Dim::Sym("seq");
+const PAST: Dim = Dim::Sym("past");
+const TOTAL: Dim = Dim::Sym("total");
+
+/// The value masked attention logits are replaced with: finite, so that a fully masked
+/// query row (left padding) gives a uniform distribution, not NaN.
+const MASKED: f32 = f32::MIN;
+
+const TRANSPOSED: &str = "stored transposed: [in, out]";
+
+/// Shared state of the graph builders.
+pub(crate) struct Exporter<'a> {
+    pub cfg: &'a Config,
+    pub weights: &'a dyn Weights,
+    pub dtype: Dtype,
+    pub extra_outputs: bool,
+}
+
+impl Exporter<'_> {
+    fn d(&self) -> i64 {
+        self.cfg.hidden_size as i64
+    }
+
+    /// RMSNorm over the last axis with the checkpoint's weight `name` of length `len`
+    /// (Gemma's `(1 + w)` applied at export time, in f32 as transformers does).
+    fn rms_norm(&self, g: &mut GraphBuilder, x: &str, name: &str, len: usize) -> Result<String> {
+        let mut w = weights::vector(self.weights, name, len)?;
+        if self.cfg.family == Family::Gemma3 {
+            for v in &mut w {
+                *v += 1.0;
+            }
+        }
+        let w = g.tensor_f32(name, &[len], &w);
+        let sq = g.node("Mul", &[x, x], vec![]);
+        let axes = g.const_i64(&[-1]);
+        let var = g.node(
+            "ReduceMean",
+            &[&sq, &axes],
+            vec![("keepdims", Attr::Int(1))],
+        );
+        let eps = g.scalar_f32(self.cfg.rms_norm_eps as f32);
+        let ve = g.node("Add", &[&var, &eps], vec![]);
+        let s = g.node("Sqrt", &[&ve], vec![]);
+        let r = g.node("Reciprocal", &[&s], vec![]);
+        let n = g.node("Mul", &[x, &r], vec![]);
+        Ok(g.node("Mul", &[&n, &w], vec![]))
+    }
+
+    /// `x @ W^T (+ b)` for the checkpoint's `Linear` `prefix` of shape `[out, inp]`.
+    fn linear(
+        &self,
+        g: &mut GraphBuilder,
+        x: &str,
+        prefix: &str,
+        inp: usize,
+        out: usize,
+        bias: bool,
+    ) -> Result<String> {
+        let name = format!("{prefix}.weight");
+        let data = weights::matrix_t(self.weights, &name, out, inp, self.dtype)?;
+        let w = g.weight(&name, &[inp, out], self.dtype, data, TRANSPOSED);
+        let y = g.node("MatMul", &[x, &w], vec![]);
+        if !bias {
+            return Ok(y);
+        }
+        let bname = format!("{prefix}.bias");
+        let b = weights::vector(self.weights, &bname, out)?;
+        let b = g.tensor_f32(&bname, &[out], &b);
+        Ok(g.node("Add", &[&y, &b], vec![]))
+    }
+
+    /// `embed.onnx`: `input_ids` int64 [batch, seq] -> `hidden` f32 [batch, seq, d].
+    pub(crate) fn embed(&self) -> Result<GraphBuilder> {
+        let c = self.cfg;
+        let mut g = GraphBuilder::new("embed");
+        let ids = g.input("input_ids", INT64, &[BATCH, SEQ]);
+        let name = "model.embed_tokens.weight";
+        let data = weights::matrix(self.weights, name, c.vocab_size, c.hidden_size, self.dtype)?;
+        let w = g.weight(name, &[c.vocab_size, c.hidden_size], self.dtype, data, "");
+        let mut h = g.node("Gather", &[&w, &ids], vec![("axis", Attr::Int(0))]);
+        if let Some(scale) = c.embed_scale {
+            // transformers keeps the scale as an f32 buffer cast to the weight dtype; the
+            // graph computes in f32, so it is sqrt(d) rounded to f32.
+            let s = g.scalar_f32(scale as f32);
+            h = g.node("Mul", &[&h, &s], vec![]);
+        }
+        g.output(&h, "hidden", FLOAT, &[BATCH, SEQ, Dim::Fixed(self.d())]);
+        Ok(g)
+    }
+
+    /// `head.onnx`: `hidden` f32 [batch, seq, d] -> `logits` f32 [batch, seq, vocab].
+    pub(crate) fn head(&self) -> Result<GraphBuilder> {
+        let c = self.cfg;
+        let mut g = GraphBuilder::new("head");
+        let x = g.input("hidden", FLOAT, &[BATCH, SEQ, Dim::Fixed(self.d())]);
+        let n = self.rms_norm(&mut g, &x, "model.norm.weight", c.hidden_size)?;
+        let name = if c.tie_word_embeddings {
+            "model.embed_tokens.weight"
+        } else {
+            "lm_head.weight"
+        };
+        let data = weights::matrix_t(self.weights, name, c.vocab_size, c.hidden_size, self.dtype)?;
+        let w = g.weight(
+            name,
+            &[c.hidden_size, c.vocab_size],
+            self.dtype,
+            data,
+            TRANSPOSED,
+        );
+        let mut logits = g.node("MatMul", &[&n, &w], vec![]);
+        if let Some(cap) = c.final_softcap {
+            logits = softcap(&mut g, &logits, cap as f32);
+        }
+        g.output(
+            &logits,
+            "logits",
+            FLOAT,
+            &[BATCH, SEQ, Dim::Fixed(c.vocab_size as i64)],
+        );
+        Ok(g)
+    }
+
+    /// `layer_{i}.onnx`: one decoder block with KV cache in and out.
+    pub(crate) fn layer(&self, i: usize) -> Result<GraphBuilder> {
+        let c = self.cfg;
+        let gemma = c.family == Family::Gemma3;
+        let (d, hd, nh, nkv) = (c.hidden_size, c.head_dim, c.num_heads, c.num_kv_heads);
+        let rep = nh / nkv;
+        let p = format!("model.layers.{i}");
+        let mut g = GraphBuilder::new(&format!("layer_{i}"));
+        let hd_dim = Dim::Fixed(hd as i64);
+        let kv_dim = Dim::Fixed(nkv as i64);
+        let x = g.input("hidden_in", FLOAT, &[BATCH, SEQ, Dim::Fixed(d as i64)]);
+        let pos = g.input("position_ids", INT64, &[BATCH, SEQ]);
+        let amask = g.input("attention_mask", INT64, &[BATCH, TOTAL]);
+        let past_k = g.input("past_key", FLOAT, &[BATCH, kv_dim, PAST, hd_dim]);
+        let past_v = g.input("past_value", FLOAT, &[BATCH, kv_dim, PAST, hd_dim]);
+
+        // Attention.
+        let h = self.rms_norm(&mut g, &x, &format!("{p}.input_layernorm.weight"), d)?;
+        let a = format!("{p}.self_attn");
+        let q = self.linear(&mut g, &h, &format!("{a}.q_proj"), d, nh * hd, c.qkv_bias)?;
+        let k = self.linear(&mut g, &h, &format!("{a}.k_proj"), d, nkv * hd, c.qkv_bias)?;
+        let v = self.linear(&mut g, &h, &format!("{a}.v_proj"), d, nkv * hd, c.qkv_bias)?;
+        let heads = |g: &mut GraphBuilder, t: &str, n: usize| {
+            let shape = g.const_i64(&[0, 0, n as i64, hd as i64]);
+            let r = g.node("Reshape", &[t, &shape], vec![]);
+            g.node(
+                "Transpose",
+                &[&r],
+                vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+            )
+        };
+        let mut q = heads(&mut g, &q, nh);
+        let mut k = heads(&mut g, &k, nkv);
+        let v = heads(&mut g, &v, nkv);
+        if gemma {
+            q = self.rms_norm(&mut g, &q, &format!("{a}.q_norm.weight"), hd)?;
+            k = self.rms_norm(&mut g, &k, &format!("{a}.k_norm.weight"), hd)?;
+        }
+        let kind = c.layer_types[i];
+        let rope = match kind {
+            AttentionType::FullAttention => &c.rope_global,
+            AttentionType::SlidingAttention => &c.rope_local,
+        };
+        let (cos, sin) = rotary(&mut g, &pos, &rope.inv_freq(hd));
+        let q = apply_rotary(&mut g, &q, &cos, &sin, hd);
+        let k = apply_rotary(&mut g, &k, &cos, &sin, hd);
+        let present_k = g.node_named(
+            "Concat",
+            &[&past_k, &k],
+            "present_key",
+            vec![("axis", Attr::Int(2))],
+        );
+        let present_v = g.node_named(
+            "Concat",
+            &[&past_v, &v],
+            "present_value",
+            vec![("axis", Attr::Int(2))],
+        );
+        // Grouped-query attention without copying keys: queries as
+        // [b, kv_heads, rep, s, hd] against keys [b, kv_heads, 1, total, hd] (broadcast).
+        let q5_shape = g.const_i64(&[0, nkv as i64, rep as i64, -1, hd as i64]);
+        let q5 = g.node("Reshape", &[&q, &q5_shape], vec![]);
+        let ax2 = g.const_i64(&[2]);
+        let k5 = g.node("Unsqueeze", &[&present_k, &ax2], vec![]);
+        let kt = g.node(
+            "Transpose",
+            &[&k5],
+            vec![("perm", Attr::Ints(vec![0, 1, 2, 4, 3]))],
+        );
+        let scores = g.node("MatMul", &[&q5, &kt], vec![]);
+        let scale = g.scalar_f32(c.attn_scale as f32);
+        let mut scores = g.node("Mul", &[&scores, &scale], vec![]);
+        if let Some(cap) = c.attn_softcap {
+            scores = softcap(&mut g, &scores, cap as f32);
+        }
+        let window = match kind {
+            AttentionType::SlidingAttention => c.sliding_window,
+            AttentionType::FullAttention => None,
+        };
+        let allowed = attention_mask(&mut g, &x, &past_k, &amask, window);
+        let masked = g.scalar_f32(MASKED);
+        let scores = g.node("Where", &[&allowed, &scores, &masked], vec![]);
+        let probs = g.node("Softmax", &[&scores], vec![("axis", Attr::Int(-1))]);
+        let v5 = g.node("Unsqueeze", &[&present_v, &ax2], vec![]);
+        let o = g.node("MatMul", &[&probs, &v5], vec![]);
+        let o_shape = g.const_i64(&[0, nh as i64, -1, hd as i64]);
+        let o = g.node("Reshape", &[&o, &o_shape], vec![]);
+        let o = g.node(
+            "Transpose",
+            &[&o],
+            vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+        );
+        let flat = g.const_i64(&[0, 0, (nh * hd) as i64]);
+        let o = g.node("Reshape", &[&o, &flat], vec![]);
+        let mut attn = self.linear(&mut g, &o, &format!("{a}.o_proj"), nh * hd, d, c.o_bias)?;
+        if gemma {
+            attn = self.rms_norm(
+                &mut g,
+                &attn,
+                &format!("{p}.post_attention_layernorm.weight"),
+                d,
+            )?;
+        }
+        let x1 = g.node("Add", &[&x, &attn], vec![]);
+
+        // MLP.
+        let pre_mlp = if gemma {
+            "pre_feedforward_layernorm"
+        } else {
+            "post_attention_layernorm"
+        };
+        let h = self.rms_norm(&mut g, &x1, &format!("{p}.{pre_mlp}.weight"), d)?;
+        let m = format!("{p}.mlp");
+        let ff = c.intermediate_size;
+        let gate = self.linear(&mut g, &h, &format!("{m}.gate_proj"), d, ff, c.mlp_bias)?;
+        let up = self.linear(&mut g, &h, &format!("{m}.up_proj"), d, ff, c.mlp_bias)?;
+        let act = match c.activation {
+            Activation::Silu => {
+                let s = g.node("Sigmoid", &[&gate], vec![]);
+                g.node("Mul", &[&gate, &s], vec![])
+            }
+            Activation::GeluTanh => {
+                g.node("Gelu", &[&gate], vec![("approximate", Attr::Str("tanh"))])
+            }
+            Activation::Gelu => g.node("Gelu", &[&gate], vec![]),
+        };
+        let gu = g.node("Mul", &[&act, &up], vec![]);
+        let mut mlp = self.linear(&mut g, &gu, &format!("{m}.down_proj"), ff, d, c.mlp_bias)?;
+        if gemma {
+            mlp = self.rms_norm(
+                &mut g,
+                &mlp,
+                &format!("{p}.post_feedforward_layernorm.weight"),
+                d,
+            )?;
+        }
+        let out = g.node("Add", &[&x1, &mlp], vec![]);
+
+        let hidden = [BATCH, SEQ, Dim::Fixed(d as i64)];
+        let cache = [BATCH, kv_dim, TOTAL, hd_dim];
+        g.output(&out, "hidden_out", FLOAT, &hidden);
+        g.output(&present_k, "present_key", FLOAT, &cache);
+        g.output(&present_v, "present_value", FLOAT, &cache);
+        if self.extra_outputs {
+            g.output(&attn, "attn_out", FLOAT, &hidden);
+            g.output(&mlp, "mlp_out", FLOAT, &hidden);
+        }
+        Ok(g)
+    }
+}
+
+/// `tanh(x / cap) * cap`.
+fn softcap(g: &mut GraphBuilder, x: &str, cap: f32) -> String {
+    let c = g.scalar_f32(cap);
+    let d = g.node("Div", &[x, &c], vec![]);
+    let t = g.node("Tanh", &[&d], vec![]);
+    g.node("Mul", &[&t, &c], vec![])
+}
+
+/// `cos`, `sin` of shape [batch, 1, seq, head_dim] from `position_ids` (transformers'
+/// layout: the frequencies repeated twice along the last axis).
+fn rotary(g: &mut GraphBuilder, pos: &str, inv_freq: &[f32]) -> (String, String) {
+    let inv = g.tensor_f32("rope.inv_freq", &[inv_freq.len()], inv_freq);
+    let pf = g.node("Cast", &[pos], vec![("to", Attr::Int(FLOAT as i64))]);
+    let last = g.const_i64(&[-1]);
+    let p3 = g.node("Unsqueeze", &[&pf, &last], vec![]);
+    let freqs = g.node("Mul", &[&p3, &inv], vec![]);
+    let emb = g.node("Concat", &[&freqs, &freqs], vec![("axis", Attr::Int(-1))]);
+    let one = g.const_i64(&[1]);
+    let cos = g.node("Cos", &[&emb], vec![]);
+    let cos = g.node("Unsqueeze", &[&cos, &one], vec![]);
+    let sin = g.node("Sin", &[&emb], vec![]);
+    let sin = g.node("Unsqueeze", &[&sin, &one], vec![]);
+    (cos, sin)
+}
+
+/// `x * cos + rotate_half(x) * sin`, with `rotate_half(x) = cat(-x2, x1)`.
+fn apply_rotary(g: &mut GraphBuilder, x: &str, cos: &str, sin: &str, hd: usize) -> String {
+    let half = (hd / 2) as i64;
+    let split = g.const_i64(&[half, half]);
+    let x1 = format!("{x}.x1");
+    let x2 = format!("{x}.x2");
+    g.node_multi(
+        "Split",
+        &[x, &split],
+        &[&x1, &x2],
+        vec![("axis", Attr::Int(-1))],
+    );
+    let n2 = g.node("Neg", &[&x2], vec![]);
+    let rot = g.node("Concat", &[&n2, &x1], vec![("axis", Attr::Int(-1))]);
+    let a = g.node("Mul", &[x, cos], vec![]);
+    let b = g.node("Mul", &[&rot, sin], vec![]);
+    g.node("Add", &[&a, &b], vec![])
+}
+
+/// The boolean mask [batch, 1, 1, seq, total]: query `t` (absolute index `past + t`) may see
+/// key `k` iff `k <= past + t`, `attention_mask[k] == 1`, and, with a window,
+/// `past + t - k < window` (transformers' `kv_idx > q_idx - sliding_window`).
+fn attention_mask(
+    g: &mut GraphBuilder,
+    hidden: &str,
+    past_key: &str,
+    amask: &str,
+    window: Option<usize>,
+) -> String {
+    let past = g.node(
+        "Shape",
+        &[past_key],
+        vec![("start", Attr::Int(2)), ("end", Attr::Int(3))],
+    );
+    let seq = g.node(
+        "Shape",
+        &[hidden],
+        vec![("start", Attr::Int(1)), ("end", Attr::Int(2))],
+    );
+    let total = g.node("Add", &[&past, &seq], vec![]);
+    let zero_ax = g.const_i64(&[0]);
+    let past_s = g.node("Squeeze", &[&past, &zero_ax], vec![]);
+    let total_s = g.node("Squeeze", &[&total, &zero_ax], vec![]);
+    let zero = g.scalar_i64(0);
+    let one = g.scalar_i64(1);
+    let q_idx = g.node("Range", &[&past_s, &total_s, &one], vec![]);
+    let k_idx = g.node("Range", &[&zero, &total_s, &one], vec![]);
+    let ax1 = g.const_i64(&[1]);
+    let q_col = g.node("Unsqueeze", &[&q_idx, &ax1], vec![]);
+    let mut allowed = g.node("LessOrEqual", &[&k_idx, &q_col], vec![]);
+    if let Some(w) = window {
+        let diff = g.node("Sub", &[&q_col, &k_idx], vec![]);
+        let w = g.scalar_i64(w as i64);
+        let within = g.node("Less", &[&diff, &w], vec![]);
+        allowed = g.node("And", &[&allowed, &within], vec![]);
+    }
+    let pad = g.node("Cast", &[amask], vec![("to", Attr::Int(BOOL as i64))]);
+    let axes = g.const_i64(&[1, 2, 3]);
+    let pad = g.node("Unsqueeze", &[&pad, &axes], vec![]);
+    g.node("And", &[&allowed, &pad], vec![])
+}

@@ -1,0 +1,68 @@
+//! Where weights come from: a source of named f32 rows (safetensors, GGUF), and the loaders
+//! that turn a tensor into initializer bytes in the exported dtype.
+
+use crate::Dtype;
+use crate::error::Result;
+
+/// A source of named tensors, read one row (last dimension) at a time.
+pub(crate) trait Weights {
+    /// Calls `visit(row_index, row)` for every row of tensor `name`, converted to f32, after
+    /// checking that its shape is `expected`.
+    fn rows(
+        &self,
+        name: &str,
+        expected: &[usize],
+        visit: &mut dyn FnMut(usize, &[f32]),
+    ) -> Result<()>;
+}
+
+fn put(out: &mut [u8], index: usize, value: f32, dtype: Dtype) {
+    match dtype {
+        Dtype::F32 => out[index * 4..index * 4 + 4].copy_from_slice(&value.to_le_bytes()),
+        Dtype::F16 => {
+            out[index * 2..index * 2 + 2].copy_from_slice(&half::f16::from_f32(value).to_le_bytes())
+        }
+    }
+}
+
+/// A 1-D tensor of `len` values as f32.
+pub(crate) fn vector(w: &dyn Weights, name: &str, len: usize) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(len);
+    w.rows(name, &[len], &mut |_, r| out.extend_from_slice(r))?;
+    Ok(out)
+}
+
+/// A `[rows, cols]` matrix as stored, as bytes in `dtype`.
+pub(crate) fn matrix(
+    w: &dyn Weights,
+    name: &str,
+    rows: usize,
+    cols: usize,
+    dtype: Dtype,
+) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; rows * cols * dtype.size()];
+    w.rows(name, &[rows, cols], &mut |r, row| {
+        for (c, &v) in row.iter().enumerate() {
+            put(&mut out, r * cols + c, v, dtype);
+        }
+    })?;
+    Ok(out)
+}
+
+/// A `[rows, cols]` matrix (a PyTorch `Linear` weight `[out, in]`) transposed to
+/// `[cols, rows]`, so that `x @ W` is the layer; as bytes in `dtype`.
+pub(crate) fn matrix_t(
+    w: &dyn Weights,
+    name: &str,
+    rows: usize,
+    cols: usize,
+    dtype: Dtype,
+) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; rows * cols * dtype.size()];
+    w.rows(name, &[rows, cols], &mut |r, row| {
+        for (c, &v) in row.iter().enumerate() {
+            put(&mut out, c * rows + r, v, dtype);
+        }
+    })?;
+    Ok(out)
+}
