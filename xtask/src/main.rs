@@ -9,6 +9,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod gemma;
 mod ort;
 mod plugins;
 mod sweep;
@@ -23,6 +24,7 @@ tasks:
   sweep                       run the default sweep on the committed fixture checkpoints
   build-plugins [--release]   build the plugins into target/<profile>/plugins
   ort                         fetch ONNX Runtime's shared library into .cache/ort (idempotent)
+  gemma                       fetch Gemma-3-270M (GGUF + tokenizer) into .cache/gemma (idempotent)
 ";
 
 fn main() -> Result<()> {
@@ -36,6 +38,7 @@ fn main() -> Result<()> {
         Some("sweep") => sweep::sweep(),
         Some("build-plugins") => plugins::build(release).map(|_| ()),
         Some("ort") => ort::ensure().map(|_| ()),
+        Some("gemma") => gemma::fetch(),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())
@@ -47,6 +50,7 @@ fn main() -> Result<()> {
 /// The README's test command: everything the tests need, then every test of the workspace.
 fn test(release: bool) -> Result<()> {
     let ort = ort::ensure()?;
+    gemma::fetch()?;
     plugins::build(release)?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"]);

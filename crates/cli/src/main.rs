@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod export;
 mod plugins;
+mod predict;
 
 /// Cross-lingual concept patching across LLM pretraining checkpoints.
 ///
@@ -27,6 +29,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Export a checkpoint (Hugging Face directory or GGUF file) to per-layer ONNX graphs.
+    Export(export::ExportArgs),
+    /// Show what an exported model directory holds, and check its files against the manifest.
+    Inspect(export::InspectArgs),
+    /// Top-k next tokens of a prompt with their probabilities, then the greedy continuation.
+    Predict(predict::PredictArgs),
     /// Inspect the plugins xlpatch can load.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -45,6 +53,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Export(args) => export::export(args),
+        Command::Inspect(args) => export::inspect(args),
+        Command::Predict(args) => predict::predict(args, &cli.plugin_dir),
         Command::Plugins(cmd) => plugins::run(cmd, &cli.plugin_dir),
     }
 }

