@@ -100,3 +100,68 @@ pub fn lib_path(dir: &Path, stem: &str) -> PathBuf {
         std::env::consts::DLL_SUFFIX
     ))
 }
+
+/// Tensors of a safetensors file as f32 or i64 vectors with shapes (test goldens only).
+pub fn read_safetensors(path: &Path) -> std::collections::BTreeMap<String, (Vec<usize>, Tensor)> {
+    let bytes =
+        std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let mut out = std::collections::BTreeMap::new();
+    for (name, info) in header.as_object().unwrap() {
+        if name == "__metadata__" {
+            continue;
+        }
+        let shape: Vec<usize> = info["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        let off = info["data_offsets"].as_array().unwrap();
+        let raw = &data[off[0].as_u64().unwrap() as usize..off[1].as_u64().unwrap() as usize];
+        let t = match info["dtype"].as_str().unwrap() {
+            "F32" => Tensor::F32(
+                raw.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ),
+            "I64" => Tensor::I64(
+                raw.chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            ),
+            other => panic!("unexpected dtype {other} in {}", path.display()),
+        };
+        out.insert(name.clone(), (shape, t));
+    }
+    out
+}
+
+/// A golden tensor.
+#[derive(Debug, Clone)]
+pub enum Tensor {
+    /// f32 data.
+    F32(Vec<f32>),
+    /// i64 data.
+    I64(Vec<i64>),
+}
+
+impl Tensor {
+    /// The f32 data; panics on another dtype.
+    pub fn f32(&self) -> &[f32] {
+        match self {
+            Tensor::F32(v) => v,
+            Tensor::I64(_) => panic!("expected f32"),
+        }
+    }
+
+    /// The i64 data; panics on another dtype.
+    pub fn i64(&self) -> &[i64] {
+        match self {
+            Tensor::I64(v) => v,
+            Tensor::F32(_) => panic!("expected i64"),
+        }
+    }
+}
