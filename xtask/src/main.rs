@@ -9,6 +9,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod fixtures;
 mod gemma;
 mod ort;
 mod plugins;
@@ -25,6 +26,7 @@ tasks:
   build-plugins [--release]   build the plugins into target/<profile>/plugins
   ort                         fetch ONNX Runtime's shared library into .cache/ort (idempotent)
   gemma                       fetch Gemma-3-270M (GGUF + tokenizer) into .cache/gemma (idempotent)
+  fixtures                    retrain the fixture series and rewrite its goldens and exports
 ";
 
 fn main() -> Result<()> {
@@ -39,6 +41,7 @@ fn main() -> Result<()> {
         Some("build-plugins") => plugins::build(release).map(|_| ()),
         Some("ort") => ort::ensure().map(|_| ()),
         Some("gemma") => gemma::fetch(),
+        Some("fixtures") => fixtures::fixtures(),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())
