@@ -6,19 +6,29 @@
 //! Q/K row permutation of Llama checkpoints is undone, and Gemma 3's norm weights, which the
 //! converter stores as `1 + w`, are given back as `w`. The metadata is turned into an
 //! equivalent `config.json` so that the architecture files read it like any checkpoint.
+//!
+//! The header is parsed from a prefix of the file read into memory, grown until it holds the
+//! whole header; tensors are then read a chunk of whole rows at a time (`read.rs`).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
 use serde_json::{Value, json};
 
 use crate::error::{ExportError, Result};
+use crate::read;
 use crate::weights::Weights;
 
 const MAGIC: &[u8; 4] = b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;
+/// The prefix first read for the header. Small vocabularies fit in it; a large one does not
+/// (Gemma 3's 262k tokens make 6.2 MiB of metadata), and then the prefix grows by
+/// [`PREFIX_GROWTH`] and the parse starts over: a few cheap tries rather than a large buffer
+/// for every file.
+const HEADER_PREFIX: usize = 1 << 20;
+/// The factor by which a header prefix that proved too short grows.
+const PREFIX_GROWTH: usize = 4;
 
 /// A ggml tensor type: its name, elements per block and bytes per block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,7 +229,7 @@ struct TensorInfo {
 /// An opened GGUF file.
 pub(crate) struct Gguf {
     path: PathBuf,
-    map: Mmap,
+    file: File,
     meta: HashMap<String, Meta>,
     tensors: HashMap<String, TensorInfo>,
     arch: String,
@@ -229,25 +239,42 @@ pub(crate) struct Gguf {
     norm_shift: bool,
 }
 
+/// A reader of the header from `bytes`, a prefix of a file of `file_len` bytes.
 struct Cursor<'a> {
     path: &'a Path,
     bytes: &'a [u8],
+    file_len: u64,
     pos: usize,
+    /// Set, to the end offset needed, when a read ran past the prefix but not past the file:
+    /// the error returned then only means "read more", and the caller retries.
+    short: Option<usize>,
 }
 
 impl Cursor<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e as u64 <= self.file_len);
         let Some(end) = end else {
             return Err(ExportError::Truncated {
                 path: self.path.to_path_buf(),
                 detail: format!(
                     "header needs {n} bytes at offset {} but the file has {}",
-                    self.pos,
-                    self.bytes.len()
+                    self.pos, self.file_len
                 ),
             });
         };
+        if end > self.bytes.len() {
+            self.short = Some(end);
+            return Err(ExportError::Truncated {
+                path: self.path.to_path_buf(),
+                detail: format!(
+                    "header needs bytes up to {end} but only {} were read",
+                    self.bytes.len()
+                ),
+            });
+        }
         let s = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -339,19 +366,20 @@ fn hf_name(gguf: &str, arch: &str) -> Option<String> {
     Some(format!("model.layers.{i}.{part}.{kind}"))
 }
 
-impl Gguf {
-    /// Opens and indexes a GGUF file.
-    pub(crate) fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| ExportError::io(path, e))?;
-        // SAFETY: read-only private map of an input file nothing in this process writes; see
-        // the safetensors reader.
-        #[allow(unsafe_code)]
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| ExportError::io(path, e))?;
-        let mut c = Cursor {
-            path,
-            bytes: &map,
-            pos: 0,
-        };
+/// What the header holds, read before any tensor data.
+struct Header {
+    meta: HashMap<String, Meta>,
+    arch: String,
+    /// Per tensor as stored: GGUF name, dimensions (ggml order), type id, offset from the data.
+    tensors: Vec<(String, Vec<usize>, u32, usize)>,
+    /// Absolute offset of the data section.
+    data_start: usize,
+}
+
+impl Header {
+    /// Parses the header from the start of the file.
+    fn parse(c: &mut Cursor<'_>) -> Result<Self> {
+        let path = c.path;
         if c.take(4)? != MAGIC {
             return Err(ExportError::malformed(path, "not a GGUF file (bad magic)"));
         }
@@ -375,7 +403,7 @@ impl Gguf {
             Some(Meta::Str(s)) => s.clone(),
             _ => return Err(ExportError::malformed(path, "no general.architecture")),
         };
-        let mut raw = Vec::new();
+        let mut tensors = Vec::new();
         for _ in 0..n_tensors {
             let name = c.string()?;
             let nd = c.u32()? as usize;
@@ -391,13 +419,68 @@ impl Gguf {
             }
             let ty = c.u32()?;
             let offset = c.len()?;
-            raw.push((name, ne, ty, offset));
+            tensors.push((name, ne, ty, offset));
         }
         let align = match meta.get("general.alignment") {
             Some(Meta::Uint(a)) if *a > 0 => *a,
             _ => DEFAULT_ALIGNMENT,
         } as usize;
         let data_start = c.pos.div_ceil(align) * align;
+        Ok(Header {
+            meta,
+            arch,
+            tensors,
+            data_start,
+        })
+    }
+
+    /// Reads and parses the header of `file` (`file_len` bytes long), from a prefix of `first`
+    /// bytes grown until the header fits in it.
+    fn read(file: &File, path: &Path, file_len: u64, first: usize) -> Result<Self> {
+        let mut bytes = Vec::new();
+        let mut want = first.max(1);
+        loop {
+            let target = usize::try_from(file_len).map_or(want, |len| want.min(len));
+            let have = bytes.len();
+            bytes.resize(target, 0);
+            // Only what the last try lacked is read; the parse itself starts over.
+            read::read_at(file, path, have as u64, &mut bytes[have..])?;
+            let mut c = Cursor {
+                path,
+                bytes: &bytes,
+                file_len,
+                pos: 0,
+                short: None,
+            };
+            let parsed = Self::parse(&mut c);
+            // A parse that ran past the prefix, not past the file, needs more of the file; the
+            // cursor reports truncation itself when the file is too short, so this ends.
+            match c.short {
+                Some(end) if parsed.is_err() => {
+                    want = want.saturating_mul(PREFIX_GROWTH).max(end);
+                }
+                _ => return parsed,
+            }
+        }
+    }
+}
+
+impl Gguf {
+    /// Opens and indexes a GGUF file.
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        Self::open_with_prefix(path, HEADER_PREFIX)
+    }
+
+    /// [`Gguf::open`], first reading `prefix` bytes for the header.
+    fn open_with_prefix(path: &Path, prefix: usize) -> Result<Self> {
+        let file = File::open(path).map_err(|e| ExportError::io(path, e))?;
+        let file_len = read::len(&file, path)?;
+        let Header {
+            meta,
+            arch,
+            tensors: raw,
+            data_start,
+        } = Header::read(&file, path, file_len, prefix)?;
         let mut tensors = HashMap::new();
         for (name, ne, ty, offset) in raw {
             let start = data_start.checked_add(offset);
@@ -407,14 +490,16 @@ impl Gguf {
                 numel / n * b
             });
             if let (Some(start), Some(size)) = (start, size)
-                && start.checked_add(size).is_none_or(|end| end > map.len())
+                && start
+                    .checked_add(size)
+                    .is_none_or(|end| end as u64 > file_len)
             {
                 return Err(ExportError::Truncated {
                     path: path.to_path_buf(),
                     detail: format!(
                         "tensor \"{name}\" needs bytes {start}..{} but the file has {}",
                         start + size,
-                        map.len()
+                        file_len
                     ),
                 });
             }
@@ -431,7 +516,7 @@ impl Gguf {
         }
         let mut g = Gguf {
             path: path.to_path_buf(),
-            map,
+            file,
             meta,
             tensors,
             permute: None,
@@ -639,9 +724,8 @@ impl Weights for Gguf {
         // A 1-D q/k bias is one row: permute its elements instead of its rows.
         let permute_elements = rows == 1 && name.ends_with("_proj.bias");
         let mut row = vec![0f32; cols];
-        for r in 0..rows {
-            let start = t.start + r * row_bytes;
-            dequantize(ty, &self.map[start..start + row_bytes], &mut row);
+        let mut convert = |r: usize, bytes: &[u8]| {
+            dequantize(ty, bytes, &mut row);
             if shift {
                 for v in &mut row {
                     *v -= 1.0;
@@ -653,17 +737,117 @@ impl Weights for Gguf {
                     out[self.hf_row(name, k, cols)] = v;
                 }
                 visit(0, &out);
-                continue;
+                return;
             }
             visit(self.hf_row(name, r, rows), &row);
-        }
-        Ok(())
+        };
+        read::for_each_row(
+            &self.file,
+            &self.path,
+            t.start as u64,
+            row_bytes,
+            rows,
+            read::CHUNK_BYTES,
+            &mut convert,
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::TempDir;
+
+    fn put_str(out: &mut Vec<u8>, s: &str) {
+        out.extend((s.len() as u64).to_le_bytes());
+        out.extend(s.as_bytes());
+    }
+
+    /// A GGUF v3 file with a few KB of metadata and one 3x4 F32 tensor holding 0..12.
+    fn small_gguf() -> Vec<u8> {
+        let mut out = b"GGUF".to_vec();
+        out.extend(3u32.to_le_bytes());
+        out.extend(1u64.to_le_bytes());
+        out.extend(3u64.to_le_bytes());
+        put_str(&mut out, "general.architecture");
+        out.extend(8u32.to_le_bytes());
+        put_str(&mut out, "llama");
+        put_str(&mut out, "tokenizer.ggml.tokens");
+        out.extend(9u32.to_le_bytes());
+        out.extend(8u32.to_le_bytes());
+        out.extend(500u64.to_le_bytes());
+        for i in 0..500 {
+            put_str(&mut out, &format!("token{i}"));
+        }
+        put_str(&mut out, "llama.block_count");
+        out.extend(4u32.to_le_bytes());
+        out.extend(7u32.to_le_bytes());
+        put_str(&mut out, "token_embd.weight");
+        out.extend(2u32.to_le_bytes());
+        out.extend(4u64.to_le_bytes());
+        out.extend(3u64.to_le_bytes());
+        out.extend(0u32.to_le_bytes());
+        out.extend(0u64.to_le_bytes());
+        while !out.len().is_multiple_of(32) {
+            out.push(0);
+        }
+        out.extend((0..12).flat_map(|i| (i as f32).to_le_bytes()));
+        out
+    }
+
+    /// What an open returned, as text: its error, or its metadata, tensor table and data.
+    fn summary(r: Result<Gguf>) -> String {
+        let g = match r {
+            Ok(g) => g,
+            Err(e) => return format!("error: {e}"),
+        };
+        let mut meta: Vec<_> = g.meta.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        meta.sort();
+        let mut out = format!("{} {meta:?}", g.arch);
+        let mut names: Vec<_> = g.tensors.keys().collect();
+        names.sort();
+        for n in names {
+            let t = &g.tensors[n];
+            let shape: Vec<usize> = t.ne.iter().rev().copied().collect();
+            out += &format!(" {n} {:?} {} {}", t.ne, t.ty, t.start);
+            g.rows(n, &shape, &mut |r, row| out += &format!(" {r}:{row:?}"))
+                .unwrap();
+        }
+        out
+    }
+
+    /// A header read from a prefix that must grow, from any first size, reads as one read
+    /// whole; a file cut anywhere gives the same error either way, naming the file's length.
+    #[test]
+    fn a_growing_header_prefix_reads_as_the_whole_file() {
+        let dir = TempDir::new("gguf-prefix");
+        let p = dir.path().join("m.gguf");
+        let bytes = small_gguf();
+        assert!(bytes.len() > 4000, "{}", bytes.len());
+        std::fs::write(&p, &bytes).unwrap();
+        let whole = summary(Gguf::open_with_prefix(&p, usize::MAX));
+        assert!(whole.contains("0:[0.0, 1.0, 2.0, 3.0]"), "{whole}");
+        assert!(whole.contains("2:[8.0, 9.0, 10.0, 11.0]"), "{whole}");
+        for first in [0, 1, 5, 24, 100, 1000, bytes.len(), HEADER_PREFIX] {
+            assert_eq!(summary(Gguf::open_with_prefix(&p, first)), whole, "{first}");
+        }
+        for cut in (0..bytes.len())
+            .step_by(7)
+            .chain([4, 8, 23, 24, bytes.len() - 1])
+        {
+            std::fs::write(&p, &bytes[..cut]).unwrap();
+            let want = summary(Gguf::open_with_prefix(&p, usize::MAX));
+            assert!(
+                want.starts_with(&format!("error: {} is truncated", p.display())),
+                "cut {cut}: {want}"
+            );
+            assert!(!want.contains("were read"), "cut {cut}: {want}");
+            for first in [1, 64, 1000] {
+                let got = summary(Gguf::open_with_prefix(&p, first));
+                assert_eq!(got, want, "cut {cut}, first {first}");
+            }
+        }
+    }
 
     fn f16b(x: f32) -> [u8; 2] {
         half::f16::from_f32(x).to_le_bytes()

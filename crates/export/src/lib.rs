@@ -8,9 +8,9 @@
 //!
 //! The key design choice is to write the ONNX protobuf directly, node by node, from a
 //! hand-written subset of `onnx.proto3` (as onnxruntime-genai's model builder does in Python),
-//! reading weights straight from memory-mapped safetensors: the graph is exactly the one
-//! described here, nothing is traced, and exporting needs about one layer's weights in memory
-//! (plus the embedding while writing `embed` and `head`).
+//! reading weights straight from the checkpoint a bounded chunk of rows at a time: the graph is
+//! exactly the one described here, nothing is traced, and exporting needs about one layer's
+//! weights in memory (plus the embedding while writing `embed` and `head`).
 //!
 //! # Graph contract
 //!
@@ -33,6 +33,7 @@ mod gguf;
 mod graph;
 mod model;
 mod onnx;
+mod read;
 mod safetensors;
 #[cfg(test)]
 mod testutil;

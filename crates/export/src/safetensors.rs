@@ -1,17 +1,18 @@
-//! A reader for safetensors checkpoints, single-file or sharded, memory-mapped.
+//! A reader for safetensors checkpoints, single-file or sharded, read in bounded chunks.
 //!
 //! The format: an 8-byte little-endian header length, a JSON header mapping each tensor name
 //! to `{dtype, shape, data_offsets}`, then the data. Every offset is checked against the file
-//! before any byte is read, so a truncated or corrupt file is an error, never a panic.
+//! before any byte is read, so a truncated or corrupt file is an error, never a panic. Tensors
+//! are read with positioned reads a chunk of whole rows at a time (`read.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
 use serde::Deserialize;
 
 use crate::error::{ExportError, Result};
+use crate::read;
 use crate::weights::Weights;
 
 /// Name of the single-file checkpoint in a model directory.
@@ -21,7 +22,7 @@ pub(crate) const INDEX_FILE: &str = "model.safetensors.index.json";
 
 struct Shard {
     path: PathBuf,
-    map: Mmap,
+    file: File,
 }
 
 struct Entry {
@@ -33,7 +34,7 @@ struct Entry {
     end: usize,
 }
 
-/// An opened checkpoint: one or more memory-mapped files and a name index.
+/// An opened checkpoint: one or more open files and a name index.
 pub(crate) struct SafeTensors {
     /// The file named in "missing tensor" errors: the single file or the index.
     root: PathBuf,
@@ -113,37 +114,37 @@ impl SafeTensors {
         Ok(st)
     }
 
-    /// Maps one file and indexes its tensors (only `expected` ones when given, each of which
+    /// Opens one file and indexes its tensors (only `expected` ones when given, each of which
     /// must be present).
     fn add_shard(&mut self, path: &Path, expected: Option<&[&str]>) -> Result<()> {
         let file = File::open(path).map_err(|e| ExportError::io(path, e))?;
-        // SAFETY: the map is read-only and private to this reader; the checkpoint is an input
-        // that nothing in this process writes. Another process truncating it while we read
-        // is outside what the exporter can guard against (as for any mmap-based reader).
-        #[allow(unsafe_code)]
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| ExportError::io(path, e))?;
+        let len = read::len(&file, path)?;
         let truncated = |detail: String| ExportError::Truncated {
             path: path.to_path_buf(),
             detail,
         };
-        if map.len() < 8 {
+        if len < 8 {
             return Err(truncated(format!(
-                "{} bytes, less than the 8-byte header length",
-                map.len()
+                "{len} bytes, less than the 8-byte header length"
             )));
         }
-        let header_len = u64::from_le_bytes(map[..8].try_into().expect("8 bytes"));
-        let avail = (map.len() - 8) as u64;
+        let mut prefix = [0u8; 8];
+        read::read_at(&file, path, 0, &mut prefix)?;
+        let header_len = u64::from_le_bytes(prefix);
+        let avail = len - 8;
         if header_len > avail {
             return Err(truncated(format!(
                 "header of {header_len} bytes but only {avail} bytes follow the length"
             )));
         }
         let header_end = 8 + header_len as usize;
-        let header: BTreeMap<String, serde_json::Value> =
-            serde_json::from_slice(&map[8..header_end])
-                .map_err(|e| ExportError::malformed(path, format!("invalid header json: {e}")))?;
-        let data_len = map.len() - header_end;
+        let header: BTreeMap<String, serde_json::Value> = {
+            let mut json = vec![0u8; header_len as usize];
+            read::read_at(&file, path, 8, &mut json)?;
+            serde_json::from_slice(&json)
+                .map_err(|e| ExportError::malformed(path, format!("invalid header json: {e}")))?
+        };
+        let data_len = len as usize - header_end;
         let shard = self.shards.len();
         for (name, value) in header {
             if name == "__metadata__" {
@@ -205,7 +206,7 @@ impl SafeTensors {
         }
         self.shards.push(Shard {
             path: path.to_path_buf(),
-            map,
+            file,
         });
         Ok(())
     }
@@ -238,7 +239,6 @@ impl Weights for SafeTensors {
             });
         }
         let cols = expected.last().copied().unwrap_or(1).max(1);
-        let bytes = &shard.map[e.start..e.end];
         let mut row = vec![0f32; cols];
         let esize = match e.dtype.as_str() {
             "F32" => 4,
@@ -251,7 +251,9 @@ impl Weights for SafeTensors {
                 });
             }
         };
-        for (r, chunk) in bytes.chunks_exact(cols * esize).enumerate() {
+        let row_bytes = cols * esize;
+        let rows = (e.end - e.start) / row_bytes;
+        let mut convert = |r: usize, chunk: &[u8]| {
             match e.dtype.as_str() {
                 "F32" => {
                     for (o, b) in row.iter_mut().zip(chunk.chunks_exact(4)) {
@@ -270,8 +272,16 @@ impl Weights for SafeTensors {
                 }
             }
             visit(r, &row);
-        }
-        Ok(())
+        };
+        read::for_each_row(
+            &shard.file,
+            &shard.path,
+            e.start as u64,
+            row_bytes,
+            rows,
+            read::CHUNK_BYTES,
+            &mut convert,
+        )
     }
 }
 
