@@ -6,9 +6,17 @@
 //! plugins are used the same way: loaded from a library by name.
 #![deny(missing_docs)]
 
+pub mod config;
+pub mod latents;
 pub mod model;
 pub mod ort;
+pub mod pairs;
+pub mod patch;
 pub mod plugins;
+pub mod prompt;
+pub mod results;
+pub mod rng;
+pub mod sweep;
 
 pub use xlpatch_abi as abi;
 
@@ -42,4 +50,21 @@ pub enum Error {
     /// Sizes or shapes that do not fit together.
     #[error("{0}")]
     Inconsistent(String),
+    /// A prompt, a concept pair or a token set could not be built.
+    #[error("{0}")]
+    Prompt(String),
+    /// A sweep configuration is invalid.
+    #[error("{0}")]
+    Config(String),
+    /// A results directory could not be read or written.
+    #[error("{}: {what}", path.display())]
+    Results {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        what: String,
+    },
+    /// The concept table refused a lookup.
+    #[error(transparent)]
+    Concepts(#[from] xlpatch_concepts::Error),
 }

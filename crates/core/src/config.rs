@@ -1,0 +1,473 @@
+//! The sweep configuration: a TOML file (every key optional, unknown keys refused) naming the
+//! checkpoint series, the languages, the target language pairs, the settings, how many
+//! concept pairs, the seed and the plugins (issue 5). Relative paths are taken from the
+//! directory of the file.
+//!
+//! ```toml
+//! models = ["fixtures/series/step_*"]   # model dirs or globs (`*` in the last component)
+//! concepts = "fixtures/concepts"
+//! languages = ["en", "de", "fr", "es", "it", "pt", "nl", "pl", "ru", "zh"]
+//! pairs = [["fr", "de"], ["de", "it"]]   # (input, output) of the target prompts
+//! settings = ["tgt", "seen", "en_en", "self", "tgt_tgt", "unpatched"]
+//! concept_pairs = 10                     # per target pair
+//! seed = 0
+//!
+//! [plugins]
+//! patch = "patch-replace"
+//! extractor = "extract-mean"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use xlpatch_concepts::Lang;
+
+use crate::Error;
+use crate::pairs::Collision;
+use crate::patch::Scope;
+use crate::prompt::{DEFAULT_SHOTS, Template};
+
+/// Which source prompts feed a patch's latent (DESIGN §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Setting {
+    /// The target's own language pair, with C_S.
+    Tgt,
+    /// Every pair of two different languages the model saw, neither of them a target
+    /// language nor English, with C_S.
+    Seen,
+    /// English copy prompts of C_S.
+    EnEn,
+    /// Copy prompts of C_S in the target's output language.
+    #[serde(rename = "self")]
+    SelfCopy,
+    /// The target prompt itself, cut after its word (the identity control).
+    TgtTgt,
+    /// No patch.
+    Unpatched,
+}
+
+impl Setting {
+    /// Every setting, in report order.
+    pub const ALL: [Setting; 6] = [
+        Setting::Tgt,
+        Setting::Seen,
+        Setting::EnEn,
+        Setting::SelfCopy,
+        Setting::TgtTgt,
+        Setting::Unpatched,
+    ];
+
+    /// The name in configs and results (`tgt`, `seen`, `en_en`, `self`, `tgt_tgt`,
+    /// `unpatched`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Setting::Tgt => "tgt",
+            Setting::Seen => "seen",
+            Setting::EnEn => "en_en",
+            Setting::SelfCopy => "self",
+            Setting::TgtTgt => "tgt_tgt",
+            Setting::Unpatched => "unpatched",
+        }
+    }
+}
+
+/// Which patch a sweep runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Variant {
+    /// Cut source prompts read at the word, patched at the target's word in blocks `j..L`.
+    #[default]
+    FromLayer,
+    /// Translation prompts read at their last token, patched at the target's last token in
+    /// block `j` only (HeteroPatch).
+    SingleLayer,
+}
+
+impl Variant {
+    /// The blocks a start layer patches.
+    pub fn scope(self) -> Scope {
+        match self {
+            Variant::FromLayer => Scope::FromLayer,
+            Variant::SingleLayer => Scope::SingleLayer,
+        }
+    }
+}
+
+/// How patched runs are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Reuse the unpatched run (DESIGN §2).
+    #[default]
+    Incremental,
+    /// Recompute the whole prompt for every start layer.
+    Naive,
+}
+
+/// The concept-pair collision rule as written in configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CollisionRule {
+    /// See [`Collision::AnyLanguage`].
+    #[default]
+    AnyLanguage,
+    /// See [`Collision::SameLanguage`].
+    SameLanguage,
+}
+
+impl From<CollisionRule> for Collision {
+    fn from(r: CollisionRule) -> Collision {
+        match r {
+            CollisionRule::AnyLanguage => Collision::AnyLanguage,
+            CollisionRule::SameLanguage => Collision::SameLanguage,
+        }
+    }
+}
+
+/// The prompt template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplateConfig {
+    /// The line, with `{in_lang}`, `{in_word}`, `{out_lang}`, `{out_word}`.
+    pub line: String,
+    /// What separates lines.
+    pub sep: String,
+}
+
+impl Default for TemplateConfig {
+    fn default() -> Self {
+        TemplateConfig {
+            line: Template::DEFAULT_LINE.to_string(),
+            sep: "\n".to_string(),
+        }
+    }
+}
+
+/// The plugins a sweep uses, by name, with their parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// The backend.
+    pub backend: String,
+    /// The patch strategy.
+    pub patch: String,
+    /// Its parameters.
+    pub patch_params: BTreeMap<String, String>,
+    /// The extractor combining source latents.
+    pub extractor: String,
+    /// The metric giving P(concept) from a token set.
+    pub metric: String,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            backend: "backend-ort".into(),
+            patch: "patch-replace".into(),
+            patch_params: BTreeMap::new(),
+            extractor: "extract-mean".into(),
+            metric: "metric-concept-prob".into(),
+        }
+    }
+}
+
+/// A sweep as configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SweepConfig {
+    /// Model directories or globs; the series is ordered by training step.
+    pub models: Vec<String>,
+    /// The concept table's directory.
+    pub concepts: String,
+    /// The study languages (ISO codes).
+    pub languages: Vec<String>,
+    /// The languages the model saw in training, for the `seen` setting (default: all study
+    /// languages).
+    pub seen: Option<Vec<String>>,
+    /// Target language pairs `[input, output]`.
+    pub pairs: Vec<[String; 2]>,
+    /// The settings run.
+    pub settings: Vec<Setting>,
+    /// Concept pairs per target language pair.
+    pub concept_pairs: usize,
+    /// Demonstrations per prompt.
+    pub n_shots: usize,
+    /// The seed of every random choice.
+    pub seed: u64,
+    /// Greedy tokens generated per patched run (0: none).
+    pub max_new_tokens: usize,
+    /// Which concept pairs are refused.
+    pub collision: CollisionRule,
+    /// Which patch.
+    pub variant: Variant,
+    /// How patched runs are computed.
+    pub method: Method,
+    /// Intra-op threads of the backend (0: the runtime decides).
+    pub threads: usize,
+    /// The prompt template.
+    pub template: TemplateConfig,
+    /// The plugins.
+    pub plugins: PluginsConfig,
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        SweepConfig {
+            models: vec!["fixtures/series/step_*".into()],
+            concepts: "fixtures/concepts".into(),
+            languages: ["en", "de", "fr", "es", "it", "pt", "nl", "pl", "ru", "zh"]
+                .map(String::from)
+                .to_vec(),
+            seen: None,
+            pairs: vec![["fr".into(), "de".into()], ["de".into(), "it".into()]],
+            settings: Setting::ALL.to_vec(),
+            concept_pairs: 10,
+            n_shots: DEFAULT_SHOTS,
+            seed: 0,
+            max_new_tokens: 10,
+            collision: CollisionRule::default(),
+            variant: Variant::default(),
+            method: Method::default(),
+            threads: 0,
+            template: TemplateConfig::default(),
+            plugins: PluginsConfig::default(),
+        }
+    }
+}
+
+fn langs(codes: &[String], what: &str) -> Result<Vec<Lang>, Error> {
+    codes
+        .iter()
+        .map(|c| {
+            Lang::from_code(c)
+                .ok_or_else(|| Error::Config(format!("{what}: unknown language {c:?}")))
+        })
+        .collect()
+}
+
+impl SweepConfig {
+    /// Parses a config from TOML text.
+    pub fn from_toml(text: &str) -> Result<SweepConfig, Error> {
+        let config: SweepConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a config file.
+    pub fn read(path: &Path) -> Result<SweepConfig, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        SweepConfig::from_toml(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// The config as TOML, as stored beside the results.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a config always serializes")
+    }
+
+    /// Checks what can be checked without files: languages, pairs, sizes, the template.
+    pub fn validate(&self) -> Result<(), Error> {
+        let study = self.study_languages()?;
+        self.seen_languages()?;
+        for [a, b] in &self.pairs {
+            for code in [a, b] {
+                let lang = langs(std::slice::from_ref(code), "pairs")?[0];
+                if !study.contains(&lang) {
+                    return Err(Error::Config(format!(
+                        "pair {a}-{b}: {code} is not a study language"
+                    )));
+                }
+            }
+        }
+        if self.pairs.is_empty() || self.settings.is_empty() || self.concept_pairs == 0 {
+            return Err(Error::Config(
+                "a sweep needs at least one pair, one setting and one concept pair".into(),
+            ));
+        }
+        self.template()?;
+        Ok(())
+    }
+
+    /// The study languages.
+    pub fn study_languages(&self) -> Result<Vec<Lang>, Error> {
+        langs(&self.languages, "languages")
+    }
+
+    /// The languages the model saw (default: the study languages).
+    pub fn seen_languages(&self) -> Result<Vec<Lang>, Error> {
+        match &self.seen {
+            None => self.study_languages(),
+            Some(codes) => langs(codes, "seen"),
+        }
+    }
+
+    /// The target pairs.
+    pub fn target_pairs(&self) -> Result<Vec<(Lang, Lang)>, Error> {
+        self.pairs
+            .iter()
+            .map(|[a, b]| {
+                let l = langs(&[a.clone(), b.clone()], "pairs")?;
+                Ok((l[0], l[1]))
+            })
+            .collect()
+    }
+
+    /// The template.
+    pub fn template(&self) -> Result<Template, Error> {
+        Template::new(&self.template.line, &self.template.sep)
+    }
+
+    /// The model directories: each entry resolved against `base`, a `*` in the last
+    /// component expanded to the directories holding a `manifest.json`; ordered by the
+    /// manifests' training step (then by path).
+    pub fn model_dirs(&self, base: &Path) -> Result<Vec<PathBuf>, Error> {
+        let mut dirs = Vec::new();
+        for entry in &self.models {
+            let path = base.join(entry);
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if let Some((pre, post)) = name.split_once('*') {
+                let parent = path.parent().unwrap_or(base);
+                let listing = std::fs::read_dir(parent).map_err(|e| {
+                    Error::Config(format!(
+                        "models {entry:?}: cannot list {}: {e}",
+                        parent.display()
+                    ))
+                })?;
+                let mut found: Vec<PathBuf> = listing
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        let n = p.file_name().map(|n| n.to_string_lossy().into_owned());
+                        n.is_some_and(|n| {
+                            n.len() >= pre.len() + post.len()
+                                && n.starts_with(pre)
+                                && n.ends_with(post)
+                        }) && p.join("manifest.json").is_file()
+                    })
+                    .collect();
+                if found.is_empty() {
+                    return Err(Error::Config(format!(
+                        "models {entry:?}: no model directory matches in {}",
+                        parent.display()
+                    )));
+                }
+                found.sort();
+                dirs.extend(found);
+            } else {
+                dirs.push(path);
+            }
+        }
+        let mut keyed = Vec::with_capacity(dirs.len());
+        for dir in dirs {
+            let step = xlpatch_model::Manifest::read(&dir)?.step;
+            keyed.push((step, dir));
+        }
+        keyed.sort();
+        keyed.dedup();
+        Ok(keyed.into_iter().map(|(_, d)| d).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_the_default_and_round_trips() {
+        let c = SweepConfig::from_toml("").unwrap();
+        assert_eq!(c, SweepConfig::default());
+        assert_eq!(SweepConfig::from_toml(&c.to_toml()).unwrap(), c);
+        assert_eq!(c.settings.len(), 6);
+        assert_eq!(c.template().unwrap(), Template::default());
+    }
+
+    #[test]
+    fn keys_are_read_and_mistakes_refused() {
+        let c = SweepConfig::from_toml(
+            r#"
+            languages = ["en", "de", "fr"]
+            pairs = [["fr", "de"]]
+            settings = ["self", "unpatched"]
+            variant = "single_layer"
+            [plugins]
+            patch = "patch-interpolate"
+            patch_params = { alpha = "0.5" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.settings, [Setting::SelfCopy, Setting::Unpatched]);
+        assert_eq!(c.variant.scope(), Scope::SingleLayer);
+        assert_eq!(c.plugins.patch_params["alpha"], "0.5");
+        assert_eq!(c.plugins.extractor, "extract-mean");
+        let err = |t: &str| SweepConfig::from_toml(t).unwrap_err().to_string();
+        assert!(
+            err("setings = []").contains("unknown field"),
+            "{}",
+            err("setings = []")
+        );
+        assert!(err(r#"languages = ["en", "xx"]"#).contains("unknown language \"xx\""));
+        assert!(err(r#"pairs = [["en", "ja"]]"#).contains("not a study language"));
+        assert!(err(r#"settings = ["tgt", "other"]"#).contains("unknown variant"));
+        assert!(err("[template]\nline = \"{in_word}\"").contains("exactly once"));
+    }
+
+    #[test]
+    fn model_globs_expand_and_order_by_step() {
+        let dir = tempfile::tempdir().unwrap();
+        use xlpatch_model::{AttentionType, Dtype, MANIFEST_VERSION, Manifest};
+        let files = ["embed.onnx", "layer_0.onnx", "head.onnx"]
+            .map(|f| (f.to_string(), "0".repeat(64)))
+            .into_iter()
+            .collect();
+        let mut m = Manifest {
+            format_version: MANIFEST_VERSION,
+            architecture: "LlamaForCausalLM".into(),
+            num_layers: 1,
+            hidden_size: 8,
+            num_heads: 2,
+            num_kv_heads: 1,
+            head_dim: 4,
+            vocab_size: 16,
+            intermediate_size: 16,
+            layer_types: vec![AttentionType::FullAttention],
+            sliding_window: None,
+            dtype: Dtype::F32,
+            source: "somewhere".into(),
+            revision: None,
+            step: None,
+            tokenizer: None,
+            extra_outputs: false,
+            bos_token_id: None,
+            eos_token_id: None,
+            pad_token_id: None,
+            files,
+        };
+        for (name, step) in [("step_10", 10), ("step_2", 2), ("other", 1)] {
+            let d = dir.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            m.step = Some(step);
+            m.save(&d).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("step_empty")).unwrap();
+        let c = SweepConfig {
+            models: vec!["step_*".into()],
+            ..SweepConfig::default()
+        };
+        let dirs = c.model_dirs(dir.path()).unwrap();
+        let names: Vec<_> = dirs
+            .iter()
+            .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["step_2", "step_10"]);
+        let none = SweepConfig {
+            models: vec!["nope_*".into()],
+            ..SweepConfig::default()
+        };
+        assert!(none.model_dirs(dir.path()).is_err());
+    }
+}

@@ -1,0 +1,306 @@
+//! The incremental patched runs equal the naive full recomputation (DESIGN §2: "exactness
+//! is not optional"), on real exports of the tiny Llama and Gemma 3 fixtures (Gemma 3's has a
+//! sliding window of 4, so truncated caches meet windowed attention), for random prompts,
+//! positions, latents, strategies and both scopes; plus controls that a patch does something
+//! and that patching a prompt with its own residuals does nothing, and a timing.
+
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use xlpatch_core::abi::PatchStrategy;
+use xlpatch_core::latents::{residuals, residuals_batch};
+use xlpatch_core::model::Model;
+use xlpatch_core::patch::{
+    Baseline, Batching, Generation, LayerResults, Patch, Scope, incremental, naive,
+};
+use xlpatch_core::rng::Rng;
+
+use crate::support::{exported, max_abs_diff, open, registry};
+
+const TOLERANCE: f32 = 1e-5;
+
+/// The strategies compared: name and parameters.
+const STRATEGIES: [(&str, &[(&str, &str)]); 3] = [
+    ("patch-replace", &[]),
+    ("patch-add", &[]),
+    ("patch-interpolate", &[("alpha", "0.7")]),
+];
+
+/// A random latent `[L, d]` with entries in (-scale, scale).
+fn latent(model: &Model, seed: u64, scale: f32) -> Vec<f32> {
+    let info = model.info();
+    let mut rng = Rng::new(seed);
+    (0..info.n_layers * info.d_model)
+        .map(|_| (rng.unit() as f32 * 2.0 - 1.0) * scale)
+        .collect()
+}
+
+/// Naive, incremental one by one, incremental batched: the largest probability difference
+/// of the incremental ways from the naive one, after checking equal generations.
+fn compare(
+    model: &mut Model,
+    ids: &[u32],
+    patch: &Patch<'_>,
+    strategy: &dyn PatchStrategy,
+    generation: &Generation<'_>,
+) -> Result<f32, TestCaseError> {
+    let reference = naive(model, ids, patch, strategy, generation).unwrap();
+    let base = Baseline::run(model, ids).unwrap();
+    let mut worst = 0f32;
+    for batching in [Batching::None, Batching::Layers] {
+        let fast = incremental(model, &base, patch, strategy, generation, batching).unwrap();
+        prop_assert_eq!(fast.n_layers(), reference.n_layers());
+        let diff = max_abs_diff(&fast.probs, &reference.probs);
+        prop_assert!(
+            diff <= TOLERANCE,
+            "{:?}: max |Δp| = {} for ids {:?}, position {}, {:?}",
+            batching,
+            diff,
+            ids,
+            patch.position,
+            patch.scope
+        );
+        prop_assert_eq!(
+            &fast.generations,
+            &reference.generations,
+            "{:?}: generations differ for ids {:?}, position {}, {:?}",
+            batching,
+            ids,
+            patch.position,
+            patch.scope
+        );
+        worst = worst.max(diff);
+    }
+    Ok(worst)
+}
+
+fn naive_equals_incremental(arch: &str) {
+    let registry = registry();
+    let model = std::cell::RefCell::new(open(&registry, &exported(arch, None)));
+    let strategies: Vec<_> = STRATEGIES
+        .iter()
+        .map(|(name, params)| {
+            registry
+                .get(name)
+                .and_then(|p| p.patch_strategy(params))
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+        })
+        .collect();
+    let vocab = model.borrow().info().vocab;
+    let stop = |id: u32| id.is_multiple_of(11);
+    let generation = Generation {
+        max_new: 6,
+        stop: &stop,
+    };
+    let worst = std::cell::Cell::new(0f32);
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let cases = (
+        prop::collection::vec(0..vocab, 1..20),
+        any::<prop::sample::Index>(),
+        any::<u64>(),
+        0..STRATEGIES.len(),
+        any::<bool>(),
+        prop::sample::select(vec![0.5f32, 4.0]),
+    );
+    runner
+        .run(&cases, |(ids, at, seed, which, single, scale)| {
+            let position = at.index(ids.len());
+            let model = &mut *model.borrow_mut();
+            let lat = latent(model, seed, scale);
+            let patch = Patch {
+                position,
+                latent: &lat,
+                scope: if single {
+                    Scope::SingleLayer
+                } else {
+                    Scope::FromLayer
+                },
+            };
+            let diff = compare(model, &ids, &patch, &strategies[which], &generation)?;
+            worst.set(worst.get().max(diff));
+            Ok(())
+        })
+        .unwrap();
+    println!(
+        "{arch}: naive vs incremental, max |Δp| over all cases = {:e}",
+        worst.get()
+    );
+}
+
+#[test]
+fn naive_equals_incremental_on_llama() {
+    naive_equals_incremental("llama");
+}
+
+#[test]
+fn naive_equals_incremental_on_gemma3() {
+    naive_equals_incremental("gemma3");
+}
+
+/// Patching a prompt with its own residuals changes nothing; a random latent changes the
+/// distribution at every start layer whose patch reaches the last position.
+#[test]
+fn self_patching_is_the_identity_and_a_random_patch_is_not() {
+    let registry = registry();
+    let replace = registry
+        .get("patch-replace")
+        .and_then(|p| p.patch_strategy(&[]))
+        .unwrap();
+    let mut model = open(&registry, &exported("gemma3", None));
+    let ids: Vec<u32> = (0..14).map(|i| (i * 37 + 5) % 256).collect();
+    let position = 8;
+    let base = Baseline::run(&mut model, &ids).unwrap();
+    let stop = |_: u32| false;
+    let generation = Generation {
+        max_new: 4,
+        stop: &stop,
+    };
+    let unpatched = base.generate(&mut model, &generation).unwrap();
+    assert_eq!(unpatched.len(), 4);
+    let own = base.residuals_at(position).unwrap();
+    for scope in [Scope::FromLayer, Scope::SingleLayer] {
+        let patch = Patch {
+            position,
+            latent: &own,
+            scope,
+        };
+        let r = incremental(
+            &mut model,
+            &base,
+            &patch,
+            &replace,
+            &generation,
+            Batching::Layers,
+        )
+        .unwrap();
+        for j in 0..r.n_layers() {
+            assert!(
+                max_abs_diff(r.probs_at(j), &base.probs()) < TOLERANCE,
+                "{scope:?} {j}"
+            );
+            assert_eq!(r.generations[j], unpatched, "{scope:?} {j}");
+        }
+    }
+    let lat = latent(&model, 1, 4.0);
+    let patch = Patch {
+        position,
+        latent: &lat,
+        scope: Scope::FromLayer,
+    };
+    let r = incremental(
+        &mut model,
+        &base,
+        &patch,
+        &replace,
+        &Generation::NONE,
+        Batching::Layers,
+    )
+    .unwrap();
+    // The last block's patch at position 8 cannot reach position 13; every earlier one does.
+    let n = r.n_layers();
+    for j in 0..n - 1 {
+        assert!(
+            max_abs_diff(r.probs_at(j), &base.probs()) > 1e-4,
+            "start layer {j}"
+        );
+    }
+    assert!(max_abs_diff(r.probs_at(n - 1), &base.probs()) < TOLERANCE);
+    assert!(r.generations.iter().all(Vec::is_empty));
+}
+
+fn time(mut f: impl FnMut() -> LayerResults, reps: usize) -> (Duration, LayerResults) {
+    let mut r = f();
+    let start = Instant::now();
+    for _ in 0..reps {
+        r = f();
+    }
+    (start.elapsed() / reps as u32, r)
+}
+
+/// Times the three ways on a 48-token prompt patched 6 tokens from its end, without and with
+/// generation, and prints the ratios (checking the results agree once more).
+#[test]
+fn incremental_timing() {
+    let registry = registry();
+    let replace = registry
+        .get("patch-replace")
+        .and_then(|p| p.patch_strategy(&[]))
+        .unwrap();
+    for arch in ["llama", "gemma3"] {
+        let mut model = open(&registry, &exported(arch, None));
+        let ids: Vec<u32> = (0..48).map(|i| (i * 91 + 3) % 256).collect();
+        let lat = latent(&model, 2, 1.0);
+        let patch = Patch {
+            position: ids.len() - 6,
+            latent: &lat,
+            scope: Scope::FromLayer,
+        };
+        let stop = |_: u32| false;
+        for max_new in [0, 10] {
+            let generation = Generation {
+                max_new,
+                stop: &stop,
+            };
+            let reps = 5;
+            let (t_naive, r_naive) = time(
+                || naive(&mut model, &ids, &patch, &replace, &generation).unwrap(),
+                reps,
+            );
+            let mut inc = |batching| {
+                let base = Baseline::run(&mut model, &ids).unwrap();
+                incremental(&mut model, &base, &patch, &replace, &generation, batching).unwrap()
+            };
+            let (t_one, r_one) = time(|| inc(Batching::None), reps);
+            let (t_batch, r_batch) = time(|| inc(Batching::Layers), reps);
+            for r in [&r_one, &r_batch] {
+                assert!(max_abs_diff(&r.probs, &r_naive.probs) <= TOLERANCE);
+                assert_eq!(r.generations, r_naive.generations);
+            }
+            println!(
+                "{arch} ({} layers, 48 tokens, patch at 42, {max_new} generated): naive \
+                 {t_naive:.2?}, incremental {t_one:.2?} ({:.2}x), batched {t_batch:.2?} ({:.2}x)",
+                r_naive.n_layers(),
+                t_naive.as_secs_f64() / t_one.as_secs_f64(),
+                t_naive.as_secs_f64() / t_batch.as_secs_f64(),
+            );
+        }
+    }
+}
+
+/// Source latents from left-padded batches equal single runs (up to 20 prompts of 1 to 40
+/// tokens, read at random positions, so batches of 16 and 4 with much padding).
+#[test]
+fn batched_latents_equal_single_runs() {
+    let registry = registry();
+    for arch in ["llama", "gemma3"] {
+        let mut model = open(&registry, &exported(arch, None));
+        let mut rng = Rng::new(8);
+        let prompts: Vec<(Vec<u32>, usize)> = (0..20)
+            .map(|_| {
+                let len = 1 + rng.below(40);
+                let ids = (0..len).map(|_| rng.below(256) as u32).collect();
+                (ids, rng.below(len))
+            })
+            .collect();
+        let sites: Vec<(&[u32], usize)> = prompts.iter().map(|(i, p)| (i.as_slice(), *p)).collect();
+        let batched = residuals_batch(&mut model, &sites).unwrap();
+        assert_eq!(batched.len(), prompts.len());
+        let mut worst = 0f32;
+        for ((ids, p), b) in prompts.iter().zip(&batched) {
+            let single = residuals(&mut model, ids, *p).unwrap();
+            let diff = max_abs_diff(&single, b);
+            assert!(
+                diff < 1e-4,
+                "{arch}: {diff} at position {p} of {}",
+                ids.len()
+            );
+            worst = worst.max(diff);
+        }
+        println!("{arch}: batched vs single latents, max |Δ| = {worst:e}");
+    }
+}

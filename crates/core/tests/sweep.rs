@@ -1,0 +1,228 @@
+//! Sweeps end to end on a two-checkpoint "series" (the tiny Llama at step 1 and the tiny
+//! Gemma 3 at step 2, both exported with a character-level tokenizer): rows, the identity
+//! control, the naive method agreeing with the incremental one, resuming after a kill,
+//! sharding and merging.
+
+use std::path::{Path, PathBuf};
+
+use xlpatch_core::config::{Method, Setting, SweepConfig};
+use xlpatch_core::results::{JSONL_FILE, Row, merge, read_rows};
+use xlpatch_core::sweep::{Shard, format_summary, run, summarize};
+
+use crate::support::{char_tokenizer, export_into, registry, repo_root};
+
+const LANGS: [&str; 5] = ["en", "de", "fr", "es", "it"];
+
+/// Every character the prompts of `LANGS` can contain.
+fn alphabet() -> String {
+    let table = xlpatch_concepts::ConceptTable::load(repo_root().join("fixtures/concepts"))
+        .unwrap()
+        .subset(&LANGS.map(|c| xlpatch_concepts::Lang::from_code(c).unwrap()))
+        .unwrap();
+    let mut text = String::from(": \"\" - \n");
+    for lang in table.languages() {
+        text.push_str(lang.name());
+        text.push(' ');
+        for c in table.concepts() {
+            for f in c.forms_in(*lang) {
+                text.push(' ');
+                text.push_str(f);
+            }
+        }
+    }
+    text
+}
+
+fn series(root: &Path) -> PathBuf {
+    let tok = char_tokenizer(&alphabet());
+    let dir = root.join("series");
+    export_into("llama", &dir.join("step_1"), &tok, 1);
+    export_into("gemma3", &dir.join("step_2"), &tok, 2);
+    dir
+}
+
+fn config(series: &Path) -> SweepConfig {
+    SweepConfig {
+        models: vec![series.join("step_*").display().to_string()],
+        concepts: repo_root().join("fixtures/concepts").display().to_string(),
+        languages: LANGS.map(String::from).to_vec(),
+        pairs: vec![["fr".into(), "de".into()]],
+        concept_pairs: 3,
+        max_new_tokens: 4,
+        threads: 1,
+        ..SweepConfig::default()
+    }
+}
+
+fn sorted(mut rows: Vec<Row>) -> Vec<Row> {
+    rows.sort_by(|a, b| {
+        (&a.unit, &a.setting, a.start_layer).cmp(&(&b.unit, &b.setting, b.start_layer))
+    });
+    rows
+}
+
+#[test]
+fn a_sweep_writes_rows_resumes_and_shards() {
+    let registry = registry();
+    let root = tempfile::tempdir().unwrap();
+    let series = series(root.path());
+    let config = config(&series);
+    let base = Path::new("/");
+
+    // The whole sweep.
+    let full = root.path().join("full");
+    let mut seen = Vec::new();
+    let outcome = run(
+        &config,
+        &registry,
+        base,
+        &full,
+        Shard::default(),
+        &mut |p| seen.push(p.done),
+    )
+    .unwrap();
+    assert_eq!((outcome.ran, outcome.resumed, outcome.total), (6, 0, 6));
+    assert_eq!(seen, [1, 2, 3, 4, 5, 6]);
+    let rows = read_rows(&full).unwrap();
+    // 3 concept pairs x 6 settings x (3 layers + 6 layers).
+    assert_eq!(rows.len(), 3 * 6 * (3 + 6));
+    for r in &rows {
+        assert!(r.rank_src_out >= 1 && r.rank_tgt_out >= 1);
+        assert!((0.0..=1.0 + 1e-6).contains(&r.p_src_out), "{r:?}");
+        assert!(!r.generation_ids.is_empty() && r.generation_ids.len() <= 4);
+        assert_ne!(r.source, r.target);
+        assert_eq!(r.per_lang.len(), 2 * LANGS.len());
+        assert_eq!(r.per_lang["p_src_de"], r.p_src_out);
+        assert_eq!(r.per_lang["p_tgt_fr"], r.p_tgt_in);
+    }
+    // tgt_tgt under patch-replace is the identity: every row equals the unpatched one.
+    let find = |r: &Row, setting: Setting| {
+        rows.iter()
+            .find(|o| {
+                o.unit == r.unit && o.start_layer == r.start_layer && o.setting == setting.name()
+            })
+            .unwrap()
+    };
+    for r in rows.iter().filter(|r| r.setting == "tgt_tgt") {
+        let u = find(r, Setting::Unpatched);
+        assert!((r.p_tgt_out - u.p_tgt_out).abs() < 1e-6, "{r:?} {u:?}");
+        assert!((r.p_src_out - u.p_src_out).abs() < 1e-6);
+        assert_eq!(r.generation_ids, u.generation_ids);
+    }
+    assert!(
+        rows.iter()
+            .filter(|r| r.setting == "seen")
+            .all(|r| r.n_sources == 2)
+    );
+    let prompts = std::fs::read_to_string(full.join("prompts.jsonl")).unwrap();
+    // Per item: the target, tgt 1, seen 2, en_en 1, self 1.
+    assert_eq!(prompts.lines().count(), 3 * 6);
+    let summary = summarize(&rows);
+    assert_eq!(summary.len(), 2 * 6);
+    println!("{}", format_summary(&summary));
+
+    // The naive method gives the same rows (to float tolerance).
+    let naive_dir = root.path().join("naive");
+    let naive_config = SweepConfig {
+        method: Method::Naive,
+        ..config.clone()
+    };
+    run(
+        &naive_config,
+        &registry,
+        base,
+        &naive_dir,
+        Shard::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let naive_rows = read_rows(&naive_dir).unwrap();
+    assert_eq!(naive_rows.len(), rows.len());
+    for (a, b) in naive_rows.iter().zip(&rows) {
+        assert_eq!(
+            (&a.unit, &a.setting, a.start_layer, &a.generation_ids),
+            (&b.unit, &b.setting, b.start_layer, &b.generation_ids)
+        );
+        for (x, y) in [
+            (a.p_src_out, b.p_src_out),
+            (a.p_tgt_out, b.p_tgt_out),
+            (a.p_src_other, b.p_src_other),
+        ] {
+            assert!((x - y).abs() <= 1e-5, "{a:?} {b:?}");
+        }
+    }
+
+    // A rerun finds everything done.
+    let again = run(
+        &config,
+        &registry,
+        base,
+        &full,
+        Shard::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!((again.ran, again.resumed), (0, 6));
+    assert_eq!(read_rows(&full).unwrap(), rows);
+
+    // Killed in the middle of a unit: the torn unit is dropped and rerun, nothing doubles.
+    let killed = root.path().join("killed");
+    std::fs::create_dir_all(&killed).unwrap();
+    for f in ["config.toml", "run.json", "prompts.jsonl", JSONL_FILE] {
+        std::fs::copy(full.join(f), killed.join(f)).unwrap();
+    }
+    let jsonl = std::fs::read(full.join(JSONL_FILE)).unwrap();
+    std::fs::write(killed.join(JSONL_FILE), &jsonl[..jsonl.len() * 3 / 5]).unwrap();
+    let resumed = run(
+        &config,
+        &registry,
+        base,
+        &killed,
+        Shard::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(resumed.resumed >= 2 && resumed.ran >= 1 && resumed.ran + resumed.resumed == 6);
+    assert_eq!(read_rows(&killed).unwrap(), rows);
+    let csv = std::fs::read_to_string(killed.join("results.csv")).unwrap();
+    assert_eq!(
+        csv,
+        std::fs::read_to_string(full.join("results.csv")).unwrap()
+    );
+
+    // Two shards merged equal the whole sweep.
+    let shards: Vec<PathBuf> = (0..2)
+        .map(|k| root.path().join(format!("shard{k}")))
+        .collect();
+    for (k, dir) in shards.iter().enumerate() {
+        let o = run(
+            &config,
+            &registry,
+            base,
+            dir,
+            Shard { index: k, count: 2 },
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(o.total, 3);
+    }
+    let merged = root.path().join("merged");
+    assert_eq!(merge(&shards, &merged).unwrap(), rows.len());
+    assert_eq!(sorted(read_rows(&merged).unwrap()), sorted(rows.clone()));
+
+    // Another config in the same directory is refused.
+    let other = SweepConfig {
+        seed: 1,
+        ..config.clone()
+    };
+    let err = run(
+        &other,
+        &registry,
+        base,
+        &full,
+        Shard::default(),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("another sweep"), "{err}");
+}
