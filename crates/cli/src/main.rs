@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod export;
 mod plugins;
 mod predict;
+mod sweep;
 
 /// Cross-lingual concept patching across LLM pretraining checkpoints.
 ///
@@ -35,6 +36,10 @@ enum Command {
     Inspect(export::InspectArgs),
     /// Top-k next tokens of a prompt with their probabilities, then the greedy continuation.
     Predict(predict::PredictArgs),
+    /// Run a patching sweep over a checkpoint series (resumable; --shard k/n splits it).
+    Sweep(sweep::SweepArgs),
+    /// Join the results of sweep shards.
+    Merge(sweep::MergeArgs),
     /// Inspect the plugins xlpatch can load.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -56,6 +61,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => export::export(args),
         Command::Inspect(args) => export::inspect(args),
         Command::Predict(args) => predict::predict(args, &cli.plugin_dir),
+        Command::Sweep(args) => sweep::sweep(args, &cli.plugin_dir),
+        Command::Merge(args) => sweep::merge(args),
         Command::Plugins(cmd) => plugins::run(cmd, &cli.plugin_dir),
     }
 }

@@ -84,7 +84,7 @@ fn refused_libraries_are_reported_with_the_reason() {
 }
 
 /// Every subcommand `xlpatch` has; a new one is added here with its help test.
-const SUBCOMMANDS: &[&str] = &["export", "inspect", "predict", "plugins"];
+const SUBCOMMANDS: &[&str] = &["export", "inspect", "predict", "sweep", "merge", "plugins"];
 
 #[test]
 fn help_documents_every_subcommand() {

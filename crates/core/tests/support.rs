@@ -9,10 +9,7 @@ use serde_json::json;
 use xlpatch_core::abi::loader::Registry;
 use xlpatch_core::model::{BackendOptions, Model};
 
-/// The repository root (this crate lives at `crates/core`).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+pub use xlpatch_testkit::{char_tokenizer, repo_root};
 
 /// `target/<profile>/plugins`, found from this test binary (`target/<profile>/deps/…`).
 pub fn plugin_dir() -> PathBuf {
@@ -148,63 +145,4 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
-}
-
-/// A character-level tokenizer (SentencePiece-like: no pre-tokenizer, so a word can merge
-/// with what follows) for the 256-token fixtures, covering `text`'s characters: one token per
-/// character, one merged token `" x"` per character `x` that follows a space, `[UNK]`, and
-/// the special BOS `<s>`. Panics if that needs more than 256 ids.
-pub fn char_tokenizer(text: &str) -> serde_json::Value {
-    let chars: std::collections::BTreeSet<char> = text.chars().collect();
-    let after_space: std::collections::BTreeSet<char> = text
-        .chars()
-        .zip(text.chars().skip(1))
-        .filter(|(a, b)| *a == ' ' && *b != ' ')
-        .map(|(_, b)| b)
-        .collect();
-    let mut vocab = serde_json::Map::new();
-    let mut add = |t: String| {
-        let n = vocab.len();
-        vocab.entry(t).or_insert(json!(n));
-    };
-    add("[UNK]".into());
-    chars.iter().for_each(|c| add(c.to_string()));
-    after_space.iter().for_each(|c| add(format!(" {c}")));
-    let bos = vocab.len();
-    assert!(bos < 256, "{} tokens do not fit the fixtures' 256", bos + 1);
-    let merges: Vec<[String; 2]> = after_space
-        .iter()
-        .map(|c| [" ".to_string(), c.to_string()])
-        .collect();
-    json!({
-        "version": "1.0", "truncation": null, "padding": null,
-        "added_tokens": [{"id": bos, "content": "<s>", "single_word": false, "lstrip": false,
-                          "rstrip": false, "normalized": false, "special": true}],
-        "normalizer": null, "pre_tokenizer": null,
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                     {"Sequence": {"id": "B", "type_id": 0}}],
-            "special_tokens": {"<s>": {"id": "<s>", "ids": [bos], "tokens": ["<s>"]}}
-        },
-        "decoder": {"type": "Fuse"},
-        "model": {"type": "BPE", "dropout": null, "unk_token": "[UNK]",
-                  "continuing_subword_prefix": null, "end_of_word_suffix": null,
-                  "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                  "vocab": vocab, "merges": merges}
-    })
-}
-
-/// Exports `fixtures/tiny/<arch>` into `dir` with `tokenizer` and training step `step`.
-pub fn export_into(arch: &str, dir: &Path, tokenizer: &serde_json::Value, step: u64) {
-    let src = repo_root().join("fixtures/tiny").join(arch);
-    let file = dir.with_extension("tokenizer.json");
-    std::fs::create_dir_all(dir.parent().expect("a parent")).unwrap();
-    std::fs::write(&file, serde_json::to_string(tokenizer).unwrap()).unwrap();
-    let mut opts = xlpatch_export::ExportOptions::new(&src, dir);
-    opts.tokenizer = Some(file);
-    opts.step = Some(step);
-    xlpatch_export::export(&opts)
-        .unwrap_or_else(|e| panic!("cannot export {}: {e}", src.display()));
 }

@@ -9,37 +9,9 @@ use xlpatch_core::config::{Method, Setting, SweepConfig};
 use xlpatch_core::results::{JSONL_FILE, Row, merge, read_rows};
 use xlpatch_core::sweep::{Shard, format_summary, run, summarize};
 
-use crate::support::{char_tokenizer, export_into, registry, repo_root};
+use xlpatch_testkit::{LANGS, series};
 
-const LANGS: [&str; 5] = ["en", "de", "fr", "es", "it"];
-
-/// Every character the prompts of `LANGS` can contain.
-fn alphabet() -> String {
-    let table = xlpatch_concepts::ConceptTable::load(repo_root().join("fixtures/concepts"))
-        .unwrap()
-        .subset(&LANGS.map(|c| xlpatch_concepts::Lang::from_code(c).unwrap()))
-        .unwrap();
-    let mut text = String::from(": \"\" - \n");
-    for lang in table.languages() {
-        text.push_str(lang.name());
-        text.push(' ');
-        for c in table.concepts() {
-            for f in c.forms_in(*lang) {
-                text.push(' ');
-                text.push_str(f);
-            }
-        }
-    }
-    text
-}
-
-fn series(root: &Path) -> PathBuf {
-    let tok = char_tokenizer(&alphabet());
-    let dir = root.join("series");
-    export_into("llama", &dir.join("step_1"), &tok, 1);
-    export_into("gemma3", &dir.join("step_2"), &tok, 2);
-    dir
-}
+use crate::support::{registry, repo_root};
 
 fn config(series: &Path) -> SweepConfig {
     SweepConfig {

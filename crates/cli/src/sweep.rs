@@ -1,0 +1,121 @@
+//! `xlpatch sweep` and `xlpatch merge`: run a patching sweep over a checkpoint series, resumably
+//! and shardably, and join shards.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use xlpatch_core::config::SweepConfig;
+use xlpatch_core::results::{merge as merge_results, read_rows};
+use xlpatch_core::sweep::{self, Progress, Shard};
+
+#[derive(Debug, Args)]
+pub(crate) struct SweepArgs {
+    /// The sweep's TOML config; without it the defaults run (the committed fixture series).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The results directory (created; a rerun resumes it).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Run shard k of n (by checkpoint and target); `xlpatch merge` joins the shards.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<Shard>,
+    /// Intra-op threads of the backend (0: ONNX Runtime decides); overrides the config.
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// A one-line progress bar on stderr: done/total, rate and ETA.
+struct Bar {
+    start: Instant,
+    first: Option<usize>,
+}
+
+impl Bar {
+    fn show(&mut self, p: &Progress) {
+        let resumed = *self.first.get_or_insert(p.resumed);
+        let ran = p.done.saturating_sub(resumed);
+        let secs = self.start.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 { ran as f64 / secs } else { 0.0 };
+        let left = p.total.saturating_sub(p.done);
+        let eta = if rate > 0.0 {
+            format!("{:.0} s", left as f64 / rate)
+        } else {
+            "?".to_string()
+        };
+        let width = 30;
+        let filled = if p.total == 0 {
+            width
+        } else {
+            p.done * width / p.total
+        };
+        eprint!(
+            "\r[{}{}] {}/{} units  {:.2} units/s  ETA {eta}  {}   ",
+            "#".repeat(filled),
+            ".".repeat(width - filled),
+            p.done,
+            p.total,
+            rate,
+            p.checkpoint
+        );
+        let _ = std::io::stderr().flush();
+    }
+}
+
+pub(crate) fn sweep(args: SweepArgs, plugin_dirs: &[PathBuf]) -> Result<()> {
+    let (mut config, base) = match &args.config {
+        Some(path) => (
+            SweepConfig::read(path)?,
+            path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        ),
+        None => (SweepConfig::default(), PathBuf::from(".")),
+    };
+    if let Some(t) = args.threads {
+        config.threads = t;
+    }
+    let (_, registry, refused) = xlpatch_core::plugins::discover(plugin_dirs);
+    for e in &refused {
+        eprintln!("warning: {e}");
+    }
+    let shard = args.shard.unwrap_or_default();
+    let start = Instant::now();
+    let mut bar = Bar { start, first: None };
+    let outcome = sweep::run(&config, &registry, &base, &args.out, shard, &mut |p| {
+        bar.show(p)
+    })
+    .with_context(|| format!("sweep into {} failed", args.out.display()))?;
+    eprintln!();
+    println!(
+        "{} units run, {} resumed, {} in shard {shard}, in {:.1} s; results in {}",
+        outcome.ran,
+        outcome.resumed,
+        outcome.total,
+        start.elapsed().as_secs_f64(),
+        args.out.display()
+    );
+    let rows = read_rows(&args.out)?;
+    print!("{}", sweep::format_summary(&sweep::summarize(&rows)));
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MergeArgs {
+    /// The shards' results directories.
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+    /// The merged results directory.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+pub(crate) fn merge(args: MergeArgs) -> Result<()> {
+    let n = merge_results(&args.shards, &args.out)?;
+    println!(
+        "merged {} shards, {n} rows, into {}",
+        args.shards.len(),
+        args.out.display()
+    );
+    Ok(())
+}
