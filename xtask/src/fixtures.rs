@@ -41,7 +41,12 @@ pub(crate) fn fixtures() -> Result<()> {
     run(Command::new(&python)
         .current_dir(root())
         .arg("xtask/py/train_fixture.py")
-        .args(["--out", ".cache/fixture-train", "--install", "fixtures/series"]))?;
+        .args([
+            "--out",
+            ".cache/fixture-train",
+            "--install",
+            "fixtures/series",
+        ]))?;
     run(Command::new(&python)
         .current_dir(root())
         .args(["xtask/py/series_goldens.py", "fixtures/series"]))?;
@@ -54,13 +59,21 @@ pub(crate) fn fixtures() -> Result<()> {
     let mut steps: Vec<(u64, PathBuf)> = std::fs::read_dir(&series)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter_map(|p| {
-            let step = p.file_name()?.to_str()?.strip_prefix("step_")?.parse().ok()?;
+            let step = p
+                .file_name()?
+                .to_str()?
+                .strip_prefix("step_")?
+                .parse()
+                .ok()?;
             Some((step, p))
         })
         .collect();
     steps.sort();
     if steps.len() < 6 {
-        bail!("training produced {} checkpoints, expected at least 6", steps.len());
+        bail!(
+            "training produced {} checkpoints, expected at least 6",
+            steps.len()
+        );
     }
     for (step, dir) in &steps {
         run(Command::new(&xlpatch)

@@ -46,11 +46,7 @@ impl Bar {
             "?".to_string()
         };
         let width = 30;
-        let filled = if p.total == 0 {
-            width
-        } else {
-            p.done * width / p.total
-        };
+        let filled = (p.done * width).checked_div(p.total).unwrap_or(width);
         eprint!(
             "\r[{}{}] {}/{} units  {:.2} units/s  ETA {eta}  {}   ",
             "#".repeat(filled),
