@@ -1,21 +1,30 @@
-//! `cargo xtask sweep`: the main job, run on the committed fixture checkpoints.
-//!
-//! The patching engine and the fixture series are not built yet; until they land this task
-//! builds the CLI and the plugins and shows what is loadable, so that the README's first
-//! command already works on a fresh machine.
+//! `cargo xtask sweep`: the main job. Builds `xlpatch` and the plugins (release), runs the
+//! default sweep (`SweepConfig::default()`: every checkpoint of the committed fixture series in
+//! `fixtures/series/export/`, fr→de and the held-out de→it, every setting) into
+//! `target/sweep/default/`, and prints the summary table. A rerun resumes and so returns at
+//! once; delete the directory to start over.
 
 use anyhow::Result;
 
-use crate::{cargo, plugins, run, target_dir};
+use crate::{cargo, plugins, root, run, target_dir};
 
 pub(crate) fn sweep() -> Result<()> {
-    plugins::build(false)?;
-    run(cargo().args(["build", "--quiet", "-p", "xlpatch-cli"]))?;
-    let xlpatch = target_dir().join("debug").join("xlpatch");
-    run(std::process::Command::new(&xlpatch).args(["plugins", "list"]))?;
-    println!(
-        "\nThe sweep engine is not built yet: the plugins above are what a sweep will load. \
-         Nothing else to run."
-    );
-    Ok(())
+    plugins::build(true)?;
+    run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
+    let series = root().join("fixtures/series/export");
+    if !series.is_dir() {
+        println!(
+            "The fixture checkpoint series ({}) is not committed yet, so there is nothing to \
+             sweep; the engine, `xlpatch sweep` and the plugins are built and ready.",
+            series.display()
+        );
+        return Ok(());
+    }
+    let xlpatch = target_dir().join("release/xlpatch");
+    let out = target_dir().join("sweep/default");
+    run(std::process::Command::new(&xlpatch)
+        .current_dir(root())
+        .arg("sweep")
+        .arg("--out")
+        .arg(&out))
 }
