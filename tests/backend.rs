@@ -1,4 +1,5 @@
-//! The backend plugin end to end: a tiny checkpoint of each architecture exported, opened through
+//! The backend plugin end to end: a tiny checkpoint of each architecture (and every checkpoint
+//! of the fixture series, once committed) exported, opened through
 //! `backend-ort` loaded as a plugin, and run by the engine's `Model`, against transformers'
 //! goldens (`fixtures/tiny/<arch>/goldens.safetensors`): every layer's residual and the logits,
 //! for a left-padded batch without cache, and for the same batch fed in two steps through the
@@ -80,12 +81,48 @@ fn run(
     (residuals, logits)
 }
 
+/// Every checkpoint with transformers goldens: the tiny architectures, and every step of the
+/// fixture series once it is committed.
+fn checkpoints() -> Vec<(String, std::path::PathBuf)> {
+    let mut dirs: Vec<(String, std::path::PathBuf)> = ["llama", "mistral", "qwen2", "gemma3"]
+        .iter()
+        .map(|a| (a.to_string(), root().join("fixtures/tiny").join(a)))
+        .collect();
+    let series = root().join("fixtures/series");
+    if series.is_dir() {
+        let mut steps: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(&series)
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.ok()?.path();
+                let step = p
+                    .file_name()?
+                    .to_str()?
+                    .strip_prefix("step_")?
+                    .parse()
+                    .ok()?;
+                Some((step, p))
+            })
+            .collect();
+        steps.sort();
+        assert!(
+            steps.len() >= 6,
+            "the fixture series has {} checkpoints",
+            steps.len()
+        );
+        dirs.extend(
+            steps
+                .into_iter()
+                .map(|(s, p)| (format!("series step {s}"), p)),
+        );
+    }
+    dirs
+}
+
 #[test]
-fn every_architecture_matches_transformers_through_the_backend_plugin() {
+fn every_checkpoint_matches_transformers_through_the_backend_plugin() {
     let (registry, refused) = Registry::discover(&[plugin_dir()]);
     assert!(refused.is_empty(), "{refused:?}");
-    for arch in ["llama", "mistral", "qwen2", "gemma3"] {
-        let src = root().join("fixtures/tiny").join(arch);
+    for (arch, src) in checkpoints() {
         let out = tempfile::tempdir().unwrap();
         xlpatch_export::export(&xlpatch_export::ExportOptions::new(&src, out.path()))
             .unwrap_or_else(|e| panic!("{arch}: {e}"));
