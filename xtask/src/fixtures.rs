@@ -1,7 +1,8 @@
 //! `cargo xtask fixtures`: rebuilds the committed fixture series from scratch. It trains the
 //! tiny multilingual model (`xtask/py/train_fixture.py`: tokenizer, corpus, checkpoints at
 //! logarithmically spaced steps, `training.json`), installs it into `fixtures/series/`, writes
-//! transformers goldens for every checkpoint (`xtask/py/series_goldens.py`), and exports every
+//! stores the weights in f16 (`xtask/py/to_f16.py`; the fixture budget), writes transformers
+//! goldens for every checkpoint (`xtask/py/series_goldens.py`), and exports every
 //! checkpoint with `xlpatch export` into `fixtures/series/export/step_<N>/`, its training step
 //! recorded in the manifest. The Python side runs in a git-ignored virtual environment
 //! (`.cache/py`) made from `xtask/py/requirements.txt`; torch is large (several GB), so it is
@@ -47,6 +48,9 @@ pub(crate) fn fixtures() -> Result<()> {
             "--install",
             "fixtures/series",
         ]))?;
+    run(Command::new(&python)
+        .current_dir(root())
+        .args(["xtask/py/to_f16.py", "fixtures/series"]))?;
     run(Command::new(&python)
         .current_dir(root())
         .args(["xtask/py/series_goldens.py", "fixtures/series"]))?;
