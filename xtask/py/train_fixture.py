@@ -632,8 +632,10 @@ def install(src, dst):
         os.makedirs(d, exist_ok=True)
         for name in ("config.json", "model.safetensors"):
             shutil.copyfile(os.path.join(src, f"step_{step}", name), os.path.join(d, name))
+            os.chmod(os.path.join(d, name), 0o644)  # safetensors writes 0600
     for name in ("tokenizer.json", "training.json"):
         shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
+        os.chmod(os.path.join(dst, name), 0o644)
     print(f"installed {len(steps)} checkpoints into {dst}")
 
 
