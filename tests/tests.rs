@@ -8,4 +8,5 @@ mod backend;
 mod c_abi;
 mod dynamic;
 mod loader;
+mod snapshots;
 mod support;

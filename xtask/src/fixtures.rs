@@ -8,7 +8,7 @@
 //! (`.cache/py`) made from `xtask/py/requirements.txt`; torch is large (several GB), so it is
 //! created once and reused.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -35,42 +35,46 @@ pub(crate) fn venv_python() -> Result<PathBuf> {
     Ok(python)
 }
 
-pub(crate) fn fixtures() -> Result<()> {
+/// Where `cargo xtask fixtures --check` rebuilds the series (relative to the root).
+const CHECK_DIR: &str = "target/fixtures-check";
+
+/// Rebuilds the series into `fixtures/series`, or with `check` into [`CHECK_DIR`] and compares
+/// it with the committed one file by file.
+pub(crate) fn fixtures(check: bool) -> Result<()> {
     let python = venv_python()?;
-    let series = root().join("fixtures/series");
+    // Paths are given relative to the root, which every command runs in: the exporter records
+    // its source path in the manifest, and a committed manifest must not name this machine.
+    let (train, series_rel) = if check {
+        let dir = root().join(CHECK_DIR);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        (format!("{CHECK_DIR}/train"), format!("{CHECK_DIR}/series"))
+    } else {
+        (".cache/fixture-train".into(), "fixtures/series".into())
+    };
+    let series = root().join(&series_rel);
     let start = std::time::Instant::now();
     run(Command::new(&python)
         .current_dir(root())
         .arg("xtask/py/train_fixture.py")
-        .args([
-            "--out",
-            ".cache/fixture-train",
-            "--install",
-            "fixtures/series",
-        ]))?;
+        .args(["--out", &train, "--install", &series_rel]))?;
+    write_concept_list(&series)?;
     run(Command::new(&python)
         .current_dir(root())
-        .args(["xtask/py/to_f16.py", "fixtures/series"]))?;
+        .args(["xtask/py/to_f16.py", &series_rel]))?;
     run(Command::new(&python)
         .current_dir(root())
-        .args(["xtask/py/series_goldens.py", "fixtures/series"]))?;
+        .args(["xtask/py/series_goldens.py", &series_rel]))?;
     run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
     let xlpatch = target_dir().join("release/xlpatch");
     let export = series.join("export");
     if export.exists() {
         std::fs::remove_dir_all(&export)?;
     }
-    let mut steps: Vec<(u64, PathBuf)> = std::fs::read_dir(&series)?
+    let mut steps: Vec<u64> = std::fs::read_dir(&series)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter_map(|p| {
-            let step = p
-                .file_name()?
-                .to_str()?
-                .strip_prefix("step_")?
-                .parse()
-                .ok()?;
-            Some((step, p))
-        })
+        .filter_map(|p| p.file_name()?.to_str()?.strip_prefix("step_")?.parse().ok())
         .collect();
     steps.sort();
     if steps.len() < 6 {
@@ -79,22 +83,125 @@ pub(crate) fn fixtures() -> Result<()> {
             steps.len()
         );
     }
-    for (step, dir) in &steps {
+    for step in &steps {
         run(Command::new(&xlpatch)
+            .current_dir(root())
             .arg("export")
             .arg("--model")
-            .arg(dir)
+            .arg(format!("{series_rel}/step_{step}"))
             .arg("--tokenizer")
-            .arg(series.join("tokenizer.json"))
+            .arg(format!("{series_rel}/tokenizer.json"))
             .arg("--out")
-            .arg(export.join(format!("step_{step}")))
+            .arg(format!("{series_rel}/export/step_{step}"))
             .args(["--dtype", "f16", "--step", &step.to_string()]))?;
     }
     eprintln!(
-        "fixture series rebuilt in {:.0} s: {} checkpoints in {}",
+        "fixture series rebuilt in {:.0} s: {} checkpoints in {series_rel}",
         start.elapsed().as_secs_f64(),
         steps.len(),
-        series.display()
+    );
+    if check {
+        compare(&series, &root().join("fixtures/series"))?;
+    }
+    Ok(())
+}
+
+/// Writes `concepts.txt`, the concept ids the series was trained on (from `training.json`),
+/// which the default sweep config restricts its study to.
+fn write_concept_list(series: &Path) -> Result<()> {
+    let path = series.join("training.json");
+    let training: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", path.display()))?;
+    let Some(ids) = training["corpus"]["concept_ids"].as_array() else {
+        bail!("{}: no corpus.concept_ids list", path.display());
+    };
+    let mut text = String::from(
+        "# The concepts the fixture series was trained on (training.json corpus.concept_ids),\n\
+         # written by `cargo xtask fixtures`; the default sweep studies these.\n",
+    );
+    for id in ids {
+        let Some(id) = id.as_str() else {
+            bail!("{}: a concept id is not a string", path.display());
+        };
+        text.push_str(id);
+        text.push('\n');
+    }
+    std::fs::write(series.join("concepts.txt"), text)?;
+    Ok(())
+}
+
+/// Compares a rebuilt series with the committed one: every file byte for byte, except that
+/// `training.json`'s wall times and command line, and the manifests' source paths may differ.
+fn compare(rebuilt: &Path, committed: &Path) -> Result<()> {
+    let files = |root: &Path| -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    out.push(path.strip_prefix(root)?.to_path_buf());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    };
+    let (a, b) = (files(rebuilt)?, files(committed)?);
+    if a != b {
+        bail!(
+            "the rebuilt series has other files than the committed one:\n  rebuilt:   {a:?}\n  committed: {b:?}"
+        );
+    }
+    let mut differ = Vec::new();
+    for rel in &a {
+        let (x, y) = (
+            std::fs::read(rebuilt.join(rel))?,
+            std::fs::read(committed.join(rel))?,
+        );
+        let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let same = match name {
+            "training.json" => {
+                normalized(&x, TRAINING_VOLATILE)? == normalized(&y, TRAINING_VOLATILE)?
+            }
+            "manifest.json" => normalized(&x, &["source"])? == normalized(&y, &["source"])?,
+            _ => x == y,
+        };
+        if !same {
+            differ.push(rel.display().to_string());
+        }
+    }
+    if !differ.is_empty() {
+        bail!(
+            "{} of {} files differ from the committed series: {}",
+            differ.len(),
+            a.len(),
+            differ.join(", ")
+        );
+    }
+    eprintln!(
+        "fixtures --check: all {} files equal the committed series (training.json wall times and \
+         manifest source paths aside)",
+        a.len()
     );
     Ok(())
+}
+
+/// What `training.json` may differ in between two runs: how long they took, and the command
+/// line (which names the output directory).
+const TRAINING_VOLATILE: &[&str] = &["wall_time_s", "command"];
+
+/// A JSON document without the top-level keys `skip`.
+fn normalized(bytes: &[u8], skip: &[&str]) -> Result<serde_json::Value> {
+    let mut v: serde_json::Value = serde_json::from_slice(bytes)?;
+    if let Some(o) = v.as_object_mut() {
+        for k in skip {
+            o.remove(*k);
+        }
+    }
+    Ok(v)
 }

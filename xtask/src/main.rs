@@ -9,10 +9,14 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
 mod fixtures;
 mod gemma;
 mod ort;
 mod plugins;
+mod report;
+mod scaling;
+mod snapshots;
 mod sweep;
 #[cfg(test)]
 mod tidy;
@@ -23,25 +27,48 @@ cargo xtask <task> [options]
 tasks:
   test [--release]            fetch ONNX Runtime, build the plugins, run every test
   sweep                       run the default sweep on the committed fixture checkpoints
+  report                      report the default sweep into target/report, checked in headless Chromium
+  snapshots                   run only the snapshot tests of translations (tests/snapshots/)
   build-plugins [--release]   build the plugins into target/<profile>/plugins
   ort                         fetch ONNX Runtime's shared library into .cache/ort (idempotent)
   gemma                       fetch Gemma-3-270M (GGUF + tokenizer) into .cache/gemma (idempotent)
-  fixtures                    retrain the fixture series and rewrite its goldens and exports
+  bench [--reps N] [--targets N] [--threads N] [--models fixture,gemma]
+                              xlpatch against the Python reference pipeline (slow; sets up .cache/py)
+  bench-scaling [--quick] [--reps N] [--threads N]
+                              incremental vs naive on random Llama exports up to EuroLLM-1.7B's
+                              shape (slow; up to 10 GB under target/bench-scaling, deleted after)
+  fixtures [--check]          retrain the fixture series and rewrite its goldens and exports;
+                              --check rebuilds it under target/ and compares with the committed one
 ";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "bench") {
+        // bench parses its own options
+        return bench::bench(&args[1..]);
+    }
+    if args.first().is_some_and(|a| a == "bench-scaling") {
+        // bench-scaling parses its own options
+        return scaling::scaling(&args[1..]);
+    }
     let release = args.iter().any(|a| a == "--release");
-    if let Some(unknown) = args.iter().skip(1).find(|a| *a != "--release") {
+    let check = args.iter().any(|a| a == "--check");
+    if let Some(unknown) = args
+        .iter()
+        .skip(1)
+        .find(|a| !matches!(a.as_str(), "--release" | "--check"))
+    {
         bail!("unknown option {unknown:?}\n\n{HELP}");
     }
     match args.first().map(String::as_str) {
         Some("test") => test(release),
         Some("sweep") => sweep::sweep(),
+        Some("report") => report::report(),
+        Some("snapshots") => snapshots::snapshots(),
         Some("build-plugins") => plugins::build(release).map(|_| ()),
         Some("ort") => ort::ensure().map(|_| ()),
         Some("gemma") => gemma::fetch(),
-        Some("fixtures") => fixtures::fixtures(),
+        Some("fixtures") => fixtures::fixtures(check),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod export;
 mod plugins;
 mod predict;
+mod report;
 mod sweep;
 
 /// Cross-lingual concept patching across LLM pretraining checkpoints.
@@ -40,6 +41,8 @@ enum Command {
     Sweep(sweep::SweepArgs),
     /// Join the results of sweep shards.
     Merge(sweep::MergeArgs),
+    /// Write the HTML report, plots, error analysis and review sheet of a results directory.
+    Report(report::ReportArgs),
     /// Inspect the plugins xlpatch can load.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -63,6 +66,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Predict(args) => predict::predict(args, &cli.plugin_dir),
         Command::Sweep(args) => sweep::sweep(args, &cli.plugin_dir),
         Command::Merge(args) => sweep::merge(args),
+        Command::Report(args) => report::report(args),
         Command::Plugins(cmd) => plugins::run(cmd, &cli.plugin_dir),
     }
 }

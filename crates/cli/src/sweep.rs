@@ -25,6 +25,10 @@ pub(crate) struct SweepArgs {
     /// Intra-op threads of the backend (0: ONNX Runtime decides); overrides the config.
     #[arg(long)]
     threads: Option<usize>,
+    /// Replay this prompt set (an earlier sweep's `prompts.jsonl`) instead of building
+    /// prompts; overrides the config's `prompts`.
+    #[arg(long, value_name = "FILE")]
+    prompts: Option<PathBuf>,
 }
 
 /// A one-line progress bar on stderr: done/total, rate and ETA.
@@ -70,6 +74,12 @@ pub(crate) fn sweep(args: SweepArgs, plugin_dirs: &[PathBuf]) -> Result<()> {
     };
     if let Some(t) = args.threads {
         config.threads = t;
+    }
+    if let Some(file) = &args.prompts {
+        // Relative to where the command runs, like every other path on the command line.
+        let file = std::path::absolute(file)
+            .with_context(|| format!("cannot resolve {}", file.display()))?;
+        config.prompts = Some(file.display().to_string());
     }
     let (_, registry, refused) = xlpatch_core::plugins::discover(plugin_dirs);
     for e in &refused {

@@ -436,10 +436,34 @@ impl ConceptTable {
                 ));
             }
         }
+        self.restrict(langs, |c| c.is_complete(langs))
+    }
+
+    /// The table with only the concepts `ids` (in every language of the table), polysemy and
+    /// homograph marks degraded as in [`ConceptTable::subset`]. An id that is not in the table
+    /// is an error: a study restricted to the concepts a model was trained on must not lose
+    /// one silently.
+    pub fn only(&self, ids: &[String]) -> Result<ConceptTable, Error> {
+        if let Some(missing) = ids.iter().find(|id| !self.by_id.contains_key(*id)) {
+            return Err(Error::NoSuchConcept {
+                concept: missing.clone(),
+                table: self.source.clone(),
+            });
+        }
+        let langs = self.languages.clone();
+        self.restrict(&langs, |c| ids.contains(&c.id))
+    }
+
+    /// The table in `langs` with the concepts `keep` accepts.
+    fn restrict(
+        &self,
+        langs: &[Lang],
+        keep: impl Fn(&Concept) -> bool,
+    ) -> Result<ConceptTable, Error> {
         let concepts: Vec<Concept> = self
             .concepts
             .iter()
-            .filter(|c| c.is_complete(langs))
+            .filter(|c| keep(c))
             .map(|c| Concept {
                 id: c.id.clone(),
                 forms: langs.iter().map(|&l| (l, c.forms_in(l).to_vec())).collect(),
@@ -600,6 +624,15 @@ mod tests {
         // French `pain` survives; its English side is a gloss already.
         assert_eq!(s.homographs().len(), 1);
         assert!(t.subset(&[lang("ja")]).is_err());
+        let only = t.only(&["lake".into(), "sea".into()]).unwrap();
+        let ids: Vec<_> = only.concepts().iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["lake", "sea"]);
+        assert_eq!(only.languages(), t.languages());
+        let err = t.only(&["lake".into(), "moon".into()]).unwrap_err();
+        assert!(
+            err.to_string().contains("\"moon\" is not in the table"),
+            "{err}"
+        );
         assert!(t.subset(&[lang("fr"), lang("fr")]).is_err());
     }
 

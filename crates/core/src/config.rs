@@ -6,10 +6,13 @@
 //! ```toml
 //! models = ["fixtures/series/export/step_*"] # model dirs or globs (`*` in the last component)
 //! concepts = "fixtures/concepts"
+//! concept_list = "fixtures/series/concepts.txt" # optional: the concept ids to use
 //! languages = ["en", "de", "fr", "es", "it", "pt", "nl", "pl"]
 //! pairs = [["fr", "de"], ["de", "it"]]   # (input, output) of the target prompts
 //! settings = ["tgt", "seen", "en_en", "self", "tgt_tgt", "unpatched"]
 //! concept_pairs = 10                     # per target pair
+//! demos = "per_pair"                     # or "per_prompt"
+//! # prompts = "earlier/prompts.jsonl"    # replay a prompt set instead of building one
 //! seed = 0
 //!
 //! [plugins]
@@ -106,6 +109,19 @@ pub enum Method {
     Naive,
 }
 
+/// How demonstrations are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Demos {
+    /// One set per language pair, shared by every prompt of that pair and drawn from the
+    /// concepts that no concept pair of the sweep uses: prompts of a pair then share their
+    /// few-shot prefix, which is computed once per checkpoint (DESIGN §2).
+    #[default]
+    PerPair,
+    /// A fresh draw for every prompt, avoiding only its own concept pair.
+    PerPrompt,
+}
+
 /// The concept-pair collision rule as written in configs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -181,6 +197,12 @@ pub struct SweepConfig {
     pub models: Vec<String>,
     /// The concept table's directory.
     pub concepts: String,
+    /// A file listing the concept ids the study uses, one per line (`#` starts a comment);
+    /// none: every concept of the table. A model trained on a few concepts (the fixture
+    /// series) is studied on those. `SweepConfig::default()` (no config file) names the
+    /// fixture series' list; a config file that omits the key uses every concept.
+    #[serde(default)]
+    pub concept_list: Option<String>,
     /// The study languages (ISO codes).
     pub languages: Vec<String>,
     /// The languages the model saw in training, for the `seen` setting (default: all study
@@ -194,6 +216,14 @@ pub struct SweepConfig {
     pub concept_pairs: usize,
     /// Demonstrations per prompt.
     pub n_shots: usize,
+    /// How demonstrations are drawn.
+    pub demos: Demos,
+    /// A prompt set to replay (the `prompts.jsonl` of an earlier sweep, or one written by
+    /// another tool in that format) instead of building prompts: `pairs`, `concept_pairs`,
+    /// `n_shots`, `demos`, `template` and `seed` are then not used, and every setting run
+    /// must have its source prompts in the file.
+    #[serde(default)]
+    pub prompts: Option<String>,
     /// The seed of every random choice.
     pub seed: u64,
     /// Greedy tokens generated per patched run (0: none).
@@ -217,6 +247,7 @@ impl Default for SweepConfig {
         SweepConfig {
             models: vec!["fixtures/series/export/step_*".into()],
             concepts: "fixtures/concepts".into(),
+            concept_list: Some("fixtures/series/concepts.txt".into()),
             // The fixture series' languages; fr→de is a trained pair, de→it is held out of
             // training entirely (reachable only through a shared space).
             languages: ["en", "de", "fr", "es", "it", "pt", "nl", "pl"]
@@ -227,6 +258,8 @@ impl Default for SweepConfig {
             settings: Setting::ALL.to_vec(),
             concept_pairs: 10,
             n_shots: DEFAULT_SHOTS,
+            demos: Demos::default(),
+            prompts: None,
             seed: 0,
             max_new_tokens: 10,
             collision: CollisionRule::default(),
@@ -316,6 +349,31 @@ impl SweepConfig {
             .collect()
     }
 
+    /// The concept ids of [`SweepConfig::concept_list`], read from the file resolved against
+    /// `base`; `None` when the config names no list.
+    pub fn concept_ids(&self, base: &Path) -> Result<Option<Vec<String>>, Error> {
+        let Some(list) = &self.concept_list else {
+            return Ok(None);
+        };
+        let path = base.join(list);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Error::Config(format!("concept_list: cannot read {}: {e}", path.display()))
+        })?;
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        if ids.is_empty() {
+            return Err(Error::Config(format!(
+                "concept_list: {} lists no concept",
+                path.display()
+            )));
+        }
+        Ok(Some(ids))
+    }
+
     /// The template.
     pub fn template(&self) -> Result<Template, Error> {
         Template::new(&self.template.line, &self.template.sep)
@@ -382,7 +440,17 @@ mod tests {
     #[test]
     fn an_empty_file_is_the_default_and_round_trips() {
         let c = SweepConfig::from_toml("").unwrap();
-        assert_eq!(c, SweepConfig::default());
+        // A file that omits `concept_list` studies every concept of its table.
+        assert_eq!(c.concept_list, None);
+        assert_eq!(
+            c,
+            SweepConfig {
+                concept_list: None,
+                ..SweepConfig::default()
+            }
+        );
+        let d = SweepConfig::default();
+        assert_eq!(SweepConfig::from_toml(&d.to_toml()).unwrap(), d);
         assert_eq!(SweepConfig::from_toml(&c.to_toml()).unwrap(), c);
         assert_eq!(c.settings.len(), 6);
         assert_eq!(c.template().unwrap(), Template::default());

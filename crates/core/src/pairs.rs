@@ -42,6 +42,58 @@ pub fn first_token(tokenizer: &tokenizers::Tokenizer, text: &str) -> Result<Opti
     Ok(None)
 }
 
+/// The augmented sets of the concepts of `first` (see [`ConceptTokens`]), each a superset of
+/// its first-token set: one pass over the vocabulary, looking every token's text up among
+/// the prefixes of every form.
+#[allow(clippy::type_complexity)]
+fn augmented_sets(
+    tokenizer: &tokenizers::Tokenizer,
+    table: &ConceptTable,
+    langs: &[Lang],
+    first: &BTreeMap<String, BTreeMap<Lang, Vec<u32>>>,
+) -> Result<BTreeMap<String, BTreeMap<Lang, Vec<u32>>>, Error> {
+    // prefix text -> (concept, language) that have it
+    let mut prefixes: std::collections::HashMap<String, Vec<(&str, Lang)>> = Default::default();
+    for concept in table
+        .concepts()
+        .iter()
+        .filter(|c| first.contains_key(&c.id))
+    {
+        for &lang in langs {
+            for form in concept.forms_in(lang) {
+                for text in [form.clone(), format!(" {form}")] {
+                    for (end, c) in text.char_indices() {
+                        let prefix = &text[..end + c.len_utf8()];
+                        if prefix.trim().is_empty() {
+                            continue;
+                        }
+                        let owners = prefixes.entry(prefix.to_string()).or_default();
+                        if !owners.contains(&(concept.id.as_str(), lang)) {
+                            owners.push((concept.id.as_str(), lang));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut out: BTreeMap<String, BTreeMap<Lang, Vec<u32>>> = first.clone();
+    for id in 0..tokenizer.get_vocab_size(true) as u32 {
+        let piece = tokenizer
+            .decode(&[id], false)
+            .map_err(|e| Error::Prompt(format!("cannot decode token {id}: {e}")))?;
+        for &(concept, lang) in prefixes.get(&piece).into_iter().flatten() {
+            if let Some(ids) = out.get_mut(concept).and_then(|m| m.get_mut(&lang)) {
+                ids.push(id);
+            }
+        }
+    }
+    for ids in out.values_mut().flat_map(|m| m.values_mut()) {
+        ids.sort_unstable();
+        ids.dedup();
+    }
+    Ok(out)
+}
+
 /// Which token sets a pair's two concepts must not share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Collision {
@@ -52,11 +104,15 @@ pub enum Collision {
     SameLanguage,
 }
 
-/// The first-token sets of each concept in each study language.
+/// The first-token sets of each concept in each study language, and their augmented
+/// variant: every vocabulary token whose text is a prefix of `word` or ` word` (DESIGN §1,
+/// "all vocabulary prefixes of each form"), so that a model that starts the word with a
+/// shorter piece than the tokenizer's own first token is still counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConceptTokens {
     langs: Vec<Lang>,
     sets: BTreeMap<String, BTreeMap<Lang, Vec<u32>>>,
+    augmented: BTreeMap<String, BTreeMap<Lang, Vec<u32>>>,
 }
 
 impl ConceptTokens {
@@ -83,10 +139,21 @@ impl ConceptTokens {
             }
             sets.insert(concept.id.clone(), per_lang);
         }
+        let augmented = augmented_sets(tokenizer, table, langs, &sets)?;
         Ok(ConceptTokens {
             langs: langs.to_vec(),
             sets,
+            augmented,
         })
+    }
+
+    /// The augmented set of `concept` in `lang`: every token whose text is a non-blank
+    /// prefix of a form or of the form after a space (a superset of [`Self::get`]).
+    pub fn augmented(&self, concept: &str, lang: Lang) -> &[u32] {
+        self.augmented
+            .get(concept)
+            .and_then(|m| m.get(&lang))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The study languages.
@@ -224,6 +291,7 @@ mod tests {
         ConceptTokens {
             langs: vec![lang("en"), lang("de")],
             sets,
+            augmented: BTreeMap::new(),
         }
     }
 

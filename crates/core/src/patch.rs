@@ -21,6 +21,7 @@ use xlpatch_abi::{PatchSite, PatchStrategy, TensorMut, TensorRef};
 
 use crate::Error;
 use crate::model::{LayerKv, Model, argmax, softmax};
+use crate::prefix::PrefixRun;
 
 /// Which blocks a start layer patches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -171,6 +172,41 @@ impl Baseline {
             },
         )?;
         let logits = model.logits(&hidden[(t - 1) * d..])?;
+        Ok(Baseline {
+            ids: ids.to_vec(),
+            d,
+            outputs,
+            cache,
+            logits,
+        })
+    }
+
+    /// [`Baseline::run`] continuing from a shared prefix run: only the tokens after it are
+    /// computed (DESIGN §2). Equal to [`Baseline::run`] of `ids` to float tolerance.
+    pub fn run_from(model: &mut Model, prefix: &PrefixRun, ids: &[u32]) -> Result<Baseline, Error> {
+        prefix.check_continues(ids)?;
+        let (n_layers, d, _, _) = shape(model);
+        let (p, t) = (prefix.len(), ids.len());
+        let mut hidden = model.embed(&ids_i64(&ids[p..]), 1)?;
+        let positions: Vec<i64> = (p as i64..t as i64).collect();
+        let mut outputs: Vec<Vec<f32>> = Vec::with_capacity(n_layers);
+        let cache = model.run_layers(
+            0..n_layers,
+            &mut hidden,
+            1,
+            &positions,
+            &vec![1; t],
+            &prefix.cache,
+            p,
+            &mut |layer, out| {
+                let mut all = Vec::with_capacity(t * d);
+                all.extend_from_slice(&prefix.outputs[layer]);
+                all.extend_from_slice(out);
+                outputs.push(all);
+                Ok(())
+            },
+        )?;
+        let logits = model.logits(&hidden[(t - p - 1) * d..])?;
         Ok(Baseline {
             ids: ids.to_vec(),
             d,

@@ -229,6 +229,9 @@ pub struct Prompt {
     pub word_span: Range<usize>,
     /// The concepts of the demonstrations, in order.
     pub demos: Vec<String>,
+    /// The byte length of the demonstrations (with their separators): `text[..prefix_len]` is
+    /// shared by every prompt with the same demonstrations and languages.
+    pub prefix_len: usize,
 }
 
 /// Builds prompts over a concept table with a template.
@@ -316,6 +319,7 @@ impl<'a> PromptBuilder<'a> {
             self.template.render(&mut text, vals, Until::Full);
             text.push_str(&self.template.sep);
         }
+        let prefix_len = text.len();
         let word = self.preferred(concept, in_lang)?;
         let answer = self.preferred(concept, out_lang)?;
         let until = match kind {
@@ -337,6 +341,7 @@ impl<'a> PromptBuilder<'a> {
             answer: answer.to_string(),
             word_span,
             demos: demos.to_vec(),
+            prefix_len,
         })
     }
 }
@@ -380,6 +385,10 @@ pub struct Tokenized {
     pub ids: Vec<u32>,
     /// Where the query word ends.
     pub word_end: WordEnd,
+    /// How many leading tokens encode the demonstrations alone, exactly as they are encoded
+    /// on their own (0 when unknown): a run of them can be computed once and shared by every
+    /// prompt with the same demonstrations (DESIGN §2).
+    pub prefix: usize,
 }
 
 /// Encodes `text` (special tokens added, as the model saw in training) and locates the last
@@ -402,13 +411,31 @@ pub fn tokenize(
     Ok(Tokenized {
         ids: enc.get_ids().to_vec(),
         word_end,
+        prefix: 0,
     })
 }
 
 impl Prompt {
-    /// The prompt's token ids and the position of the query word's last token.
+    /// The prompt's token ids, the position of the query word's last token, and the tokens
+    /// shared with the demonstrations encoded alone.
     pub fn tokenize(&self, tokenizer: &tokenizers::Tokenizer) -> Result<Tokenized, Error> {
-        tokenize(tokenizer, &self.text, &self.word_span)
+        let mut tokens = tokenize(tokenizer, &self.text, &self.word_span)?;
+        if self.prefix_len > 0 {
+            let prefix = &self.text[..self.prefix_len];
+            let enc = tokenizer
+                .encode(prefix, true)
+                .map_err(|e| Error::Prompt(format!("cannot tokenize {prefix:?}: {e}")))?;
+            // Tokens merged across the boundary, or an end-of-sequence token added after the
+            // prefix alone, end the shared part; the word itself is never in it.
+            let shared = enc
+                .get_ids()
+                .iter()
+                .zip(&tokens.ids)
+                .take_while(|(a, b)| a == b)
+                .count();
+            tokens.prefix = shared.min(tokens.word_end.token);
+        }
+        Ok(tokens)
     }
 }
 

@@ -28,6 +28,11 @@ use crate::Error;
 pub const JSONL_FILE: &str = "results.jsonl";
 /// The CSV file of a results directory.
 pub const CSV_FILE: &str = "results.csv";
+/// The lock file of a results directory (empty; locked while a sweep writes).
+pub const LOCK_FILE: &str = ".lock";
+/// Per-unit wall times beside the results (for benchmarks; not part of them, so shards
+/// differ in it and a merge concatenates it).
+pub const TIMINGS_FILE: &str = "timings.jsonl";
 
 /// One result row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,6 +75,10 @@ pub struct Row {
     pub p_src_other: f32,
     /// P(C_T in the other study languages).
     pub p_tgt_other: f32,
+    /// P(C_S in out_T) over the augmented token set (every vocabulary prefix of each form).
+    pub p_src_out_aug: f32,
+    /// P(C_T in out_T) over the augmented token set.
+    pub p_tgt_out_aug: f32,
     /// Rank (1 = most likely) of the best token of C_S in out_T.
     pub rank_src_out: usize,
     /// Rank of the best token of C_T in out_T.
@@ -90,7 +99,7 @@ pub struct Row {
 /// The columns of the CSV: the row's fields in declaration order, then the per-language
 /// columns sorted.
 fn columns(first: &Value) -> Vec<String> {
-    const FIXED: [&str; 25] = [
+    const FIXED: [&str; 27] = [
         "unit",
         "unit_rows",
         "checkpoint",
@@ -110,6 +119,8 @@ fn columns(first: &Value) -> Vec<String> {
         "p_tgt_in",
         "p_src_other",
         "p_tgt_other",
+        "p_src_out_aug",
+        "p_tgt_out_aug",
         "rank_src_out",
         "rank_tgt_out",
         "gen_src",
@@ -235,6 +246,9 @@ fn read_units(path: &Path) -> Result<(Units, bool), Error> {
 #[derive(Debug)]
 pub struct ResultsWriter {
     dir: PathBuf,
+    /// Held locked while the writer lives: two sweeps appending to one directory would
+    /// interleave their units.
+    _lock: File,
     jsonl: File,
     csv: File,
     columns: Option<Vec<String>>,
@@ -246,6 +260,23 @@ impl ResultsWriter {
     /// run left (see the module documentation).
     pub fn open(dir: &Path) -> Result<ResultsWriter, Error> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Results {
+                    path: dir.to_path_buf(),
+                    what: "another sweep is writing here; wait for it or use another --out".into(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
         let jsonl_path = dir.join(JSONL_FILE);
         let csv_path = dir.join(CSV_FILE);
         let (units, dropped) = read_units(&jsonl_path)?;
@@ -273,6 +304,7 @@ impl ResultsWriter {
         };
         Ok(ResultsWriter {
             dir: dir.to_path_buf(),
+            _lock: lock,
             jsonl: open(&jsonl_path)?,
             csv: open(&csv_path)?,
             columns,
@@ -376,7 +408,8 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<usize, Error> {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            if p.is_file() && name != JSONL_FILE && name != CSV_FILE && !name.ends_with(".tmp") {
+            let ours = [JSONL_FILE, CSV_FILE, TIMINGS_FILE, LOCK_FILE].contains(&name.as_str());
+            if p.is_file() && !ours && !name.ends_with(".tmp") {
                 files.insert(name, std::fs::read(&p).map_err(io_err(&p))?);
             }
         }
@@ -428,6 +461,18 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<usize, Error> {
         .map(|r| csv_text(&rows, &columns(r), true))
         .unwrap_or_default();
     replace_file(&out.join(CSV_FILE), &csv)?;
+    let mut timings = Vec::new();
+    for dir in inputs {
+        match std::fs::read(dir.join(TIMINGS_FILE)) {
+            Ok(bytes) => timings.extend(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&dir.join(TIMINGS_FILE))(e)),
+        }
+    }
+    if !timings.is_empty() {
+        let path = out.join(TIMINGS_FILE);
+        std::fs::write(&path, timings).map_err(io_err(&path))?;
+    }
     Ok(rows.len())
 }
 
@@ -456,6 +501,8 @@ mod tests {
             p_tgt_in: 0.0,
             p_src_other: 0.0,
             p_tgt_other: 0.0,
+            p_src_out_aug: 0.3,
+            p_tgt_out_aug: 0.55,
             rank_src_out: 2,
             rank_tgt_out: 1,
             gen_src: false,
@@ -468,6 +515,19 @@ mod tests {
 
     fn unit(name: &str, n: usize) -> Vec<Row> {
         (0..n).map(|j| row(name, n, j)).collect()
+    }
+
+    #[test]
+    fn a_directory_has_one_writer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ResultsWriter::open(dir.path()).unwrap();
+        let err = ResultsWriter::open(dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("another sweep is writing"),
+            "{err}"
+        );
+        drop(first);
+        ResultsWriter::open(dir.path()).unwrap();
     }
 
     #[test]

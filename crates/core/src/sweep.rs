@@ -26,16 +26,17 @@ use xlpatch_abi::{Metric, PatchStrategy, TensorMut, TensorRef};
 use xlpatch_concepts::{ConceptTable, Lang};
 
 use crate::Error;
-use crate::config::{Method, Setting, SweepConfig, Variant};
-use crate::latents::{Site, combine, residuals_batch};
+use crate::config::{Demos, Method, Setting, SweepConfig, Variant};
+use crate::latents::{Site, combine, residuals_from};
 use crate::model::{BackendOptions, Model};
 use crate::pairs::{ConceptPair, ConceptTokens, draw_pairs};
 use crate::patch::{
     Baseline, Batching, Generation, LayerResults, Patch, Patched, answer_stops, generate, naive,
     patched,
 };
+use crate::prefix::PrefixCache;
 use crate::prompt::{Prompt, PromptBuilder, PromptKind, Tokenized};
-use crate::results::{ResultsWriter, Row};
+use crate::results::{ResultsWriter, Row, TIMINGS_FILE};
 use crate::rng::Rng;
 
 /// The part `index` of `count` of a sweep (`k/n` on the command line, `0 <= k < n`).
@@ -77,19 +78,19 @@ impl fmt::Display for Shard {
 
 /// A prompt of the plan with its tokens.
 #[derive(Debug, Clone)]
-struct Planned {
-    prompt: Prompt,
-    tokens: Tokenized,
+pub(crate) struct Planned {
+    pub(crate) prompt: Prompt,
+    pub(crate) tokens: Tokenized,
 }
 
 /// One target prompt with its source prompts per setting.
 #[derive(Debug, Clone)]
-struct Item {
-    in_lang: Lang,
-    out_lang: Lang,
-    pair: ConceptPair,
-    target: Planned,
-    sources: BTreeMap<Setting, Vec<Planned>>,
+pub(crate) struct Item {
+    pub(crate) in_lang: Lang,
+    pub(crate) out_lang: Lang,
+    pub(crate) pair: ConceptPair,
+    pub(crate) target: Planned,
+    pub(crate) sources: BTreeMap<Setting, Vec<Planned>>,
 }
 
 impl Item {
@@ -171,7 +172,40 @@ fn prompt_record(
         "ids": p.tokens.ids,
         "word_end": p.tokens.word_end.token,
         "merged": p.tokens.word_end.merged,
+        "prefix": p.tokens.prefix,
+        "prefix_len": p.prompt.prefix_len,
     })
+}
+
+/// The token sets behind a target's probability columns, by column name: what a row's
+/// `p_*` values sum over (written into `prompts.jsonl` so another tool can compute the same).
+fn metric_sets(
+    plan_study: &[Lang],
+    tokens: &ConceptTokens,
+    item: &Item,
+) -> Vec<(&'static str, Vec<u32>)> {
+    let (src, tgt) = (item.pair.source.as_str(), item.pair.target.as_str());
+    let (in_l, out_l) = (item.in_lang, item.out_lang);
+    let union = |c: &str| -> Vec<u32> {
+        let mut ids: Vec<u32> = plan_study
+            .iter()
+            .filter(|&&l| l != in_l && l != out_l)
+            .flat_map(|&l| tokens.get(c, l).iter().copied())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    vec![
+        ("p_src_out", tokens.get(src, out_l).to_vec()),
+        ("p_tgt_out", tokens.get(tgt, out_l).to_vec()),
+        ("p_src_in", tokens.get(src, in_l).to_vec()),
+        ("p_tgt_in", tokens.get(tgt, in_l).to_vec()),
+        ("p_src_other", union(src)),
+        ("p_tgt_other", union(tgt)),
+        ("p_src_out_aug", tokens.augmented(src, out_l).to_vec()),
+        ("p_tgt_out_aug", tokens.augmented(tgt, out_l).to_vec()),
+    ]
 }
 
 /// Everything fixed before the first model runs.
@@ -227,7 +261,16 @@ fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
     })?;
     let study = config.study_languages()?;
     let seen = config.seen_languages()?;
-    let table = ConceptTable::load(base.join(&config.concepts))?.subset(&study)?;
+    let mut table = ConceptTable::load(base.join(&config.concepts))?.subset(&study)?;
+    if let Some(ids) = config.concept_ids(base)? {
+        table = table.only(&ids).map_err(|e| {
+            Error::Config(format!(
+                "concept_list {}: {e}",
+                base.join(config.concept_list.as_deref().unwrap_or(""))
+                    .display()
+            ))
+        })?;
+    }
     let tokens = ConceptTokens::build(&tokenizer, &table, &study)?;
     let concepts: Vec<String> = tokens.concepts().map(str::to_string).collect();
     let template = config.template()?;
@@ -240,7 +283,36 @@ fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
         let tokens = prompt.tokenize(&tokenizer)?;
         Ok(Planned { prompt, tokens })
     };
-    let mut items = Vec::new();
+    if let Some(file) = &config.prompts {
+        let items = crate::replay::read_items(&base.join(file), &config.settings)?;
+        for item in &items {
+            for lang in [item.in_lang, item.out_lang] {
+                if !study.contains(&lang) {
+                    return Err(Error::Config(format!(
+                        "prompts {file}: item {} uses {lang}, which is not a study language",
+                        item.key()
+                    )));
+                }
+            }
+            for c in [&item.pair.source, &item.pair.target] {
+                if tokens.get(c, item.out_lang).is_empty() {
+                    return Err(Error::Config(format!(
+                        "prompts {file}: concept {c:?} of item {} is not in the concept table \
+                         (or has no form in a study language)",
+                        item.key()
+                    )));
+                }
+            }
+        }
+        return Ok(Plan {
+            models,
+            study,
+            table,
+            tokens,
+            items,
+        });
+    }
+    let mut drawn = Vec::new();
     for (in_lang, out_lang) in config.target_pairs()? {
         let pair_seed = Rng::stream(config.seed, &format!("pairs/{in_lang}-{out_lang}")).next_u64();
         let pairs = draw_pairs(
@@ -250,11 +322,39 @@ fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
             config.collision.into(),
             pair_seed,
         )?;
+        drawn.push((in_lang, out_lang, pairs));
+    }
+    // Shared demonstrations avoid every concept a pair of the sweep uses, so that no prompt's
+    // demonstrations show its own concepts.
+    let used_owned: Vec<String> = drawn
+        .iter()
+        .flat_map(|(_, _, pairs): &(Lang, Lang, Vec<ConceptPair>)| pairs.iter())
+        .flat_map(|p| [p.source.clone(), p.target.clone()])
+        .collect();
+    let used: Vec<&str> = used_owned.iter().map(String::as_str).collect();
+    let mut shared: BTreeMap<(Lang, Lang), Vec<String>> = BTreeMap::new();
+    let mut demos_for =
+        |key: &str, who: &str, a: Lang, b: Lang, exclude: &[&str]| match config.demos {
+            Demos::PerPrompt => {
+                let mut rng = Rng::stream(config.seed, &format!("demos/{key}/{who}"));
+                builder.draw_demos(&mut rng, a, b, exclude)
+            }
+            Demos::PerPair => {
+                if let Some(d) = shared.get(&(a, b)) {
+                    return Ok(d.clone());
+                }
+                let mut rng = Rng::stream(config.seed, &format!("demos/{a}-{b}"));
+                let d = builder.draw_demos(&mut rng, a, b, &used)?;
+                shared.insert((a, b), d.clone());
+                Ok(d)
+            }
+        };
+    let mut items = Vec::new();
+    for (in_lang, out_lang, pairs) in drawn {
         for pair in pairs {
             let exclude = [pair.source.as_str(), pair.target.as_str()];
             let key = format!("{in_lang}-{out_lang}/{}>{}", pair.source, pair.target);
-            let mut rng = Rng::stream(config.seed, &format!("demos/{key}/target"));
-            let demos = builder.draw_demos(&mut rng, in_lang, out_lang, &exclude)?;
+            let demos = demos_for(&key, "target", in_lang, out_lang, &exclude)?;
             let target = planned(builder.build(
                 PromptKind::Translation,
                 &pair.target,
@@ -266,11 +366,8 @@ fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
             for &setting in &config.settings {
                 let mut list = Vec::new();
                 for (a, b) in source_specs(setting, in_lang, out_lang, &seen) {
-                    let mut rng = Rng::stream(
-                        config.seed,
-                        &format!("demos/{key}/{}/{a}-{b}", setting.name()),
-                    );
-                    let demos = builder.draw_demos(&mut rng, a, b, &exclude)?;
+                    let who = format!("{}/{a}-{b}", setting.name());
+                    let demos = demos_for(&key, &who, a, b, &exclude)?;
                     list.push(planned(builder.build(
                         source_kind,
                         &pair.source,
@@ -390,7 +487,13 @@ pub fn run(
     let mut prompts = String::new();
     for item in &plan.items {
         let key = item.key();
-        prompts.push_str(&prompt_record(&key, "target", None, &item.target).to_string());
+        let mut record = prompt_record(&key, "target", None, &item.target);
+        record["metric_ids"] = metric_sets(&plan.study, &plan.tokens, item)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        prompts.push_str(&record.to_string());
         prompts.push('\n');
         for (setting, list) in &item.sources {
             for p in list {
@@ -431,6 +534,7 @@ pub fn run(
             continue;
         }
         let mut model = Model::open(registry, dir, &options)?;
+        let mut prefixes = PrefixCache::new();
         let stops = answer_stops(&model)?;
         let ctx = Checkpoint {
             name: checkpoint_name(dir),
@@ -439,16 +543,19 @@ pub fn run(
             stops,
         };
         for (_, i, key) in todo {
+            let started = std::time::Instant::now();
             let rows = run_unit(
                 config,
                 &plan,
                 &plugins,
                 &mut model,
                 &ctx,
+                &mut prefixes,
                 &plan.items[*i],
                 key,
             )?;
             writer.append_unit(&rows)?;
+            log_timing(out, key, started.elapsed().as_secs_f64())?;
             done += 1;
             ran += 1;
             progress(&Progress {
@@ -464,6 +571,22 @@ pub fn run(
         resumed,
         total,
     })
+}
+
+/// Appends a unit's wall time (its model work, the model load excluded) to [`TIMINGS_FILE`].
+fn log_timing(out: &Path, unit: &str, seconds: f64) -> Result<(), Error> {
+    use std::io::Write;
+    let path = out.join(TIMINGS_FILE);
+    let line = json!({ "unit": unit, "seconds": seconds }).to_string() + "\n";
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .map_err(|e| Error::Results {
+            path,
+            what: e.to_string(),
+        })
 }
 
 /// What rows say about their checkpoint.
@@ -509,6 +632,7 @@ fn run_unit(
     plugins: &Plugins,
     model: &mut Model,
     ctx: &Checkpoint,
+    prefixes: &mut PrefixCache,
     item: &Item,
     unit: &str,
 ) -> Result<Vec<Row>, Error> {
@@ -525,18 +649,37 @@ fn run_unit(
         max_new: config.max_new_tokens,
         stop: &stop,
     };
-    let base = Baseline::run(model, &target.ids)?;
-    // Every source latent of the unit, in left-padded batches.
-    let sites: Vec<(&[u32], usize)> = config
+    // The naive method is the reference: every prompt computed whole. The incremental one
+    // continues each prompt from its shared few-shot prefix.
+    let shared = |model: &mut Model, prefixes: &mut PrefixCache, t: &Tokenized| match config.method
+    {
+        Method::Incremental => prefixes.get(model, &t.ids, t.prefix),
+        Method::Naive => Ok(None),
+    };
+    let base = match shared(model, prefixes, target)? {
+        Some(prefix) => Baseline::run_from(model, &prefix, &target.ids)?,
+        None => Baseline::run(model, &target.ids)?,
+    };
+    // Every source latent of the unit: batched per shared prefix, the others left-padded.
+    let sources: Vec<&Planned> = config
         .settings
         .iter()
         .flat_map(|s| item.sources.get(s).into_iter().flatten())
-        .map(|s| {
-            let site = Site::for_kind(s.prompt.kind).position(&s.tokens);
-            (s.tokens.ids.as_slice(), site)
+        .collect();
+    let mut prefix_runs = Vec::with_capacity(sources.len());
+    for s in &sources {
+        prefix_runs.push(shared(model, prefixes, &s.tokens)?);
+    }
+    let sites: Vec<(Option<&crate::prefix::PrefixRun>, &[u32], usize)> = sources
+        .iter()
+        .zip(&prefix_runs)
+        .map(|(s, prefix)| {
+            let at = Site::for_kind(s.prompt.kind).position(&s.tokens);
+            (prefix.as_deref(), s.tokens.ids.as_slice(), at)
         })
         .collect();
-    let mut source_latents = residuals_batch(model, &sites)?.into_iter();
+    let latents = residuals_from(model, &sites)?;
+    let mut source_latents = latents.into_iter();
     let mut naive_results: Vec<LayerResults> = Vec::new();
     // Patched runs of every setting, then one batched generation for all their rows.
     let keep = config.max_new_tokens > 0;
@@ -616,33 +759,17 @@ fn run_unit(
 
     let (src, tgt) = (&item.pair.source, &item.pair.target);
     let (in_l, out_l) = (item.in_lang, item.out_lang);
-    let others: Vec<Lang> = plan
-        .study
-        .iter()
-        .copied()
-        .filter(|&l| l != in_l && l != out_l)
-        .collect();
-    let union = |c: &str| -> Vec<u32> {
-        let mut ids: Vec<u32> = others
-            .iter()
-            .flat_map(|&l| plan.tokens.get(c, l).iter().copied())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
-    };
-    let (src_other, tgt_other) = (union(src), union(tgt));
+    let sets = metric_sets(&plan.study, &plan.tokens, item);
     let forms = |c: &str| plan.table.forms(c, out_l).unwrap_or(&[]);
     let unit_rows = per_setting.len() * n_layers;
     let mut rows = Vec::with_capacity(unit_rows);
     for (setting, n_sources, r) in &per_setting {
         let m = |ids: &[u32]| measure(plugins.metric.as_ref(), &r.probs, vocab, ids);
-        let p_src_out = m(plan.tokens.get(src, out_l))?;
-        let p_tgt_out = m(plan.tokens.get(tgt, out_l))?;
-        let p_src_in = m(plan.tokens.get(src, in_l))?;
-        let p_tgt_in = m(plan.tokens.get(tgt, in_l))?;
-        let p_src_other = m(&src_other)?;
-        let p_tgt_other = m(&tgt_other)?;
+        // In the order of `metric_sets`.
+        let p: Vec<Vec<f32>> = sets
+            .iter()
+            .map(|(_, ids)| m(ids))
+            .collect::<Result<_, _>>()?;
         let mut per_lang_cols = Vec::new();
         for &l in &plan.study {
             per_lang_cols.push((format!("p_src_{l}"), m(plan.tokens.get(src, l))?));
@@ -670,12 +797,14 @@ fn run_unit(
                 target: tgt.clone(),
                 start_layer: j,
                 n_sources: *n_sources,
-                p_src_out: p_src_out[j],
-                p_tgt_out: p_tgt_out[j],
-                p_src_in: p_src_in[j],
-                p_tgt_in: p_tgt_in[j],
-                p_src_other: p_src_other[j],
-                p_tgt_other: p_tgt_other[j],
+                p_src_out: p[0][j],
+                p_tgt_out: p[1][j],
+                p_src_in: p[2][j],
+                p_tgt_in: p[3][j],
+                p_src_other: p[4][j],
+                p_tgt_other: p[5][j],
+                p_src_out_aug: p[6][j],
+                p_tgt_out_aug: p[7][j],
                 rank_src_out: best_rank(probs, plan.tokens.get(src, out_l)),
                 rank_tgt_out: best_rank(probs, plan.tokens.get(tgt, out_l)),
                 gen_src: forms(src).iter().any(|f| f == answer),

@@ -17,6 +17,7 @@ fn config(series: &Path) -> SweepConfig {
     SweepConfig {
         models: vec![series.join("step_*").display().to_string()],
         concepts: repo_root().join("fixtures/concepts").display().to_string(),
+        concept_list: None,
         languages: LANGS.map(String::from).to_vec(),
         pairs: vec![["fr".into(), "de".into()]],
         concept_pairs: 3,
@@ -66,6 +67,9 @@ fn a_sweep_writes_rows_resumes_and_shards() {
         assert_eq!(r.per_lang.len(), 2 * LANGS.len());
         assert_eq!(r.per_lang["p_src_de"], r.p_src_out);
         assert_eq!(r.per_lang["p_tgt_fr"], r.p_tgt_in);
+        // The augmented sets contain the first-token sets.
+        assert!(r.p_src_out_aug >= r.p_src_out - 1e-6, "{r:?}");
+        assert!(r.p_tgt_out_aug >= r.p_tgt_out - 1e-6, "{r:?}");
     }
     // tgt_tgt under patch-replace is the identity: every row equals the unpatched one.
     let find = |r: &Row, setting: Setting| {
@@ -89,6 +93,29 @@ fn a_sweep_writes_rows_resumes_and_shards() {
     let prompts = std::fs::read_to_string(full.join("prompts.jsonl")).unwrap();
     // Per item: the target, tgt 1, seen 2, en_en 1, self 1.
     assert_eq!(prompts.lines().count(), 3 * 6);
+    // Targets carry the token sets behind every probability column; a target and its `tgt`
+    // source share their demonstrations (one set per language pair).
+    let records: Vec<serde_json::Value> = prompts
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for t in records.iter().filter(|r| r["role"] == "target") {
+        let ids = |k: &str| t["metric_ids"][k].as_array().unwrap().clone();
+        assert!(
+            !ids("p_src_out").is_empty() && !ids("p_tgt_other").is_empty(),
+            "{t}"
+        );
+        assert!(
+            ids("p_src_out")
+                .iter()
+                .all(|i| ids("p_src_out_aug").contains(i))
+        );
+        let tgt = records
+            .iter()
+            .find(|r| r["item"] == t["item"] && r["setting"] == "tgt")
+            .unwrap();
+        assert_eq!(tgt["demos"], t["demos"]);
+    }
     let summary = summarize(&rows);
     assert_eq!(summary.len(), 2 * 6);
     println!("{}", format_summary(&summary));
@@ -119,6 +146,8 @@ fn a_sweep_writes_rows_resumes_and_shards() {
             (a.p_src_out, b.p_src_out),
             (a.p_tgt_out, b.p_tgt_out),
             (a.p_src_other, b.p_src_other),
+            (a.p_src_out_aug, b.p_src_out_aug),
+            (a.p_tgt_out_aug, b.p_tgt_out_aug),
         ] {
             assert!((x - y).abs() <= 1e-5, "{a:?} {b:?}");
         }
@@ -197,4 +226,85 @@ fn a_sweep_writes_rows_resumes_and_shards() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("another sweep"), "{err}");
+}
+
+/// A sweep replaying another sweep's `prompts.jsonl` (with another seed, which then decides
+/// nothing) gives the same rows; a broken prompt set is refused with its file and line.
+#[test]
+fn a_prompt_set_replays_exactly() {
+    let registry = registry();
+    let root = tempfile::tempdir().unwrap();
+    let series = series(root.path());
+    let config = SweepConfig {
+        settings: vec![Setting::Tgt, Setting::Seen, Setting::Unpatched],
+        concept_pairs: 2,
+        ..config(&series)
+    };
+    let base = Path::new("/");
+    let first = root.path().join("first");
+    run(
+        &config,
+        &registry,
+        base,
+        &first,
+        Shard::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let prompts = first.join("prompts.jsonl");
+    let replay = SweepConfig {
+        seed: 7,
+        prompts: Some(prompts.display().to_string()),
+        ..config.clone()
+    };
+    let second = root.path().join("second");
+    run(
+        &replay,
+        &registry,
+        base,
+        &second,
+        Shard::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(read_rows(&second).unwrap(), read_rows(&first).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(second.join("prompts.jsonl")).unwrap(),
+        std::fs::read_to_string(&prompts).unwrap()
+    );
+
+    // A setting without its source prompts, and a torn line, are refused.
+    let more = SweepConfig {
+        settings: vec![Setting::Tgt, Setting::EnEn],
+        ..replay.clone()
+    };
+    let err = run(
+        &more,
+        &registry,
+        base,
+        &root.path().join("x"),
+        Shard::default(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("no source prompt of setting en_en"), "{err}");
+    let torn = root.path().join("torn.jsonl");
+    let text = std::fs::read_to_string(&prompts).unwrap();
+    std::fs::write(&torn, &text[..text.len() / 2]).unwrap();
+    let broken = SweepConfig {
+        prompts: Some(torn.display().to_string()),
+        ..replay
+    };
+    let err = run(
+        &broken,
+        &registry,
+        base,
+        &root.path().join("y"),
+        Shard::default(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("torn.jsonl") && err.contains("line "), "{err}");
 }

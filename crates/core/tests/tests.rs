@@ -2,6 +2,7 @@
 //! through the built plugins and ONNX Runtime, one module per topic.
 
 mod patch;
+mod prefix;
 mod support;
 mod sweep;
 mod text;

@@ -163,6 +163,48 @@ fn concept_token_sets_use_both_spellings() {
     assert!(!sets.collide("ice", "dog", Collision::AnyLanguage));
 }
 
+/// The augmented sets: every vocabulary token that is a prefix of a form or of the form
+/// after a space, so `B` and ` B` count for both `Buch` and `Baum`; the first-token sets
+/// stay apart.
+#[test]
+fn augmented_sets_hold_every_vocabulary_prefix() {
+    let words = [
+        "B", "Bu", "Buch", "ĠBuch", "ĠBu", "Baum", "ĠBaum", "ĠB", "Bau", "x",
+    ];
+    let vocab: serde_json::Map<String, serde_json::Value> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.to_string(), json!(i)))
+        .chain([("[UNK]".to_string(), json!(words.len()))])
+        .collect();
+    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    let tok = tokenizer(&json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": byte_level, "post_processor": null,
+        "decoder": byte_level,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+    }));
+    let de = lang("de");
+    let concept = |id: &str, form: &str| Concept {
+        id: id.into(),
+        forms: [(de, vec![form.to_string()])].into_iter().collect(),
+    };
+    let table = ConceptTable::new(
+        "test",
+        vec![de],
+        vec![concept("book", "Buch"), concept("tree", "Baum")],
+        vec![],
+        vec![],
+    )
+    .unwrap();
+    let sets = ConceptTokens::build(&tok, &table, &[de]).unwrap();
+    assert_eq!(sets.get("book", de), &[2, 3]);
+    assert_eq!(sets.get("tree", de), &[5, 6]);
+    assert_eq!(sets.augmented("book", de), &[0, 1, 2, 3, 4, 7]);
+    assert_eq!(sets.augmented("tree", de), &[0, 5, 6, 7, 8]);
+    assert!(!sets.collide("book", "tree", Collision::AnyLanguage));
+}
+
 /// The whole chain on a real export: target and cut source prompts, latents combined by
 /// `extract-mean`, patched by `patch-replace`, the naive and incremental ways equal; the
 /// single-layer variant with a translation prompt's last-token latent; generation stops at

@@ -1,0 +1,180 @@
+//! The report of an xlpatch sweep (DESIGN §1, issue 6): what a researcher reads after
+//! `xlpatch sweep`. [`build`] reads a results directory (`results.jsonl`, `config.toml`,
+//! `run.json`, `prompts.jsonl`) and writes into an output directory:
+//!
+//! - `index.html`: one self-contained page (inline SVG, the font embedded, no script, no
+//!   network) with the plots, the numbers behind each, the sweep's config and model hashes,
+//!   and the error-analysis counts;
+//! - `plots/*.svg` and `plots/*.png`: every plot in both formats;
+//! - `stats.csv`: every mean with its 95% bootstrap interval;
+//! - `errors.csv`: the error-analysis counts per checkpoint, setting and start layer;
+//! - `review.csv`: every generation with its automatic category and an empty `human_label`
+//!   column, for the manual analysis the paper did.
+//!
+//! **Design choice: the report reads result files, never the engine.** Everything it shows
+//! comes from the files a sweep leaves plus the concept table the sweep named, so a report
+//! can be rebuilt anywhere, from a merged or copied results directory, without models or
+//! plugins. Rows are read through [`xlpatch_core::results::Row`] and metrics are looked up by
+//! field name, so columns the engine adds later (augmented probabilities) appear in the
+//! tables and plots without a change here.
+//!
+//! Intervals are percentile bootstraps over concept pairs, seeded (`xlpatch_core::rng`), so a
+//! report is byte-for-byte reproducible. Plot text is laid out with a subset of DejaVu Sans
+//! compiled into the crate (`fonts/`), never with the machine's fonts.
+
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+mod html;
+mod input;
+mod plot;
+mod review;
+mod stats;
+mod taxonomy;
+
+pub use taxonomy::Category;
+
+/// Errors of the report.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file of the results directory could not be read or is malformed.
+    #[error("{}: {what}", path.display())]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// The engine's reader refused a results file or the config.
+    #[error(transparent)]
+    Results(Box<xlpatch_core::Error>),
+    /// The concept table could not be loaded.
+    #[error("concept table {}: {source}", path.display())]
+    Concepts {
+        /// The table's directory.
+        path: PathBuf,
+        /// Why (boxed: the table's errors are large and rare).
+        source: Box<xlpatch_concepts::Error>,
+    },
+    /// An output file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A plot could not be drawn.
+    #[error("plot {name}: {what}")]
+    Plot {
+        /// The plot's file name (without extension).
+        name: String,
+        /// What plotters reported.
+        what: String,
+    },
+}
+
+impl From<xlpatch_core::Error> for Error {
+    fn from(e: xlpatch_core::Error) -> Error {
+        Error::Results(Box::new(e))
+    }
+}
+
+/// How a report is built.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The concept table's directory; by default the one `config.toml` names, taken from the
+    /// current directory and then from the results directory.
+    pub concepts: Option<PathBuf>,
+    /// Bootstrap resamples per interval.
+    pub resamples: usize,
+    /// The seed of the bootstrap.
+    pub seed: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            concepts: None,
+            resamples: 1000,
+            seed: 0,
+        }
+    }
+}
+
+/// What [`build`] wrote.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The HTML report.
+    pub html: PathBuf,
+    /// Every plot file (SVG and PNG).
+    pub plots: Vec<PathBuf>,
+    /// The review sheet.
+    pub review: PathBuf,
+    /// The table of means and intervals.
+    pub stats: PathBuf,
+    /// The error-analysis counts.
+    pub errors: PathBuf,
+    /// How many result rows were read.
+    pub rows: usize,
+    /// How many generations fell in each category, in [`Category::ALL`] order.
+    pub categories: Vec<(Category, usize)>,
+}
+
+/// Reads the results in `results` and writes the report into `out` (created if needed).
+pub fn build(results: &Path, out: &Path, options: &Options) -> Result<Written, Error> {
+    let input = input::Results::read(results)?;
+    let table = input.concept_table(options.concepts.as_deref())?;
+    let stats = stats::Stats::compute(&input, options.resamples, options.seed);
+    let classified = taxonomy::classify_rows(&input, &table);
+
+    let plots_dir = out.join("plots");
+    create_dir(&plots_dir)?;
+    let plots = plot::draw_all(&input, &stats, &plots_dir)?;
+
+    let review = out.join("review.csv");
+    write(&review, review::review_csv(&input, &classified))?;
+    let stats_path = out.join("stats.csv");
+    write(&stats_path, stats.to_csv(&input))?;
+    let counts = taxonomy::Counts::new(&input, &classified);
+    let errors = out.join("errors.csv");
+    write(&errors, counts.to_csv())?;
+
+    let html = out.join("index.html");
+    write(
+        &html,
+        html::page(&input, &table, &stats, &counts, &plots, options),
+    )?;
+    let categories = Category::ALL
+        .iter()
+        .map(|&c| (c, counts.total(c)))
+        .collect();
+    Ok(Written {
+        html,
+        plots: plots
+            .iter()
+            .flat_map(|p| [p.svg_path.clone(), p.png_path.clone()])
+            .collect(),
+        review,
+        stats: stats_path,
+        errors,
+        rows: input.rows.len(),
+        categories,
+    })
+}
+
+fn create_dir(path: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(path).map_err(|source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+pub(crate) fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), Error> {
+    std::fs::write(path, contents).map_err(|source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
