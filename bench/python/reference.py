@@ -279,9 +279,10 @@ def run_item(model, layers, n_layers, it: Item, settings, stops, pad: int, max_n
             # stopped applying the intervention there, say so rather than compare wrong numbers.
             first = result.logits[0][0]
             if not torch.allclose(first, logits, rtol=0, atol=1e-3):
+                worst = float((first - logits).abs().max())
                 fail(
                     f"{it.key} {setting} j={j}: the generation's first step differs from the "
-                    f"patched forward pass (logits differ by up to {float((first - logits).abs().max()):.2e}); "
+                    f"patched forward pass (logits differ by up to {worst:.2e}); "
                     "is the intervention applied to the prompt's pass?"
                 )
             gaps = []

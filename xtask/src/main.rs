@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <task>` (the alias is in `.cargo/config.toml`).
 //!
-//! Tasks: `test` (the README's test command), `sweep` (the main job), `build-plugins`, `ort`.
-//! Each task lives in its own module; they shell out to cargo and python3 and need nothing
+//! Tasks: `test` (the README's test command), `sweep` (the main job), `report`, `snapshots`,
+//! `bench`, `bench-scaling`, `build-plugins`, `ort`, `gemma`, `fixtures` (see `HELP`). Each
+//! task lives in its own module; they shell out to cargo and python3 and need nothing
 //! installed beyond the Rust toolchain and python3 with pip.
 
 use std::path::{Path, PathBuf};

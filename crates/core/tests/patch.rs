@@ -1,6 +1,7 @@
 //! The incremental patched runs equal the naive full recomputation (DESIGN §2: "exactness
 //! is not optional"), on real exports of the tiny Llama and Gemma 3 fixtures (Gemma 3's has a
-//! sliding window of 4, so truncated caches meet windowed attention), for random prompts,
+//! sliding window of 4, so truncated caches meet windowed attention) and of the first and last
+//! checkpoints of the fixture series, for random prompts,
 //! positions, latents, strategies and both scopes; plus controls that a patch does something
 //! and that patching a prompt with its own residuals does nothing, and a timing.
 
@@ -76,8 +77,12 @@ fn compare(
 }
 
 fn naive_equals_incremental(arch: &str) {
+    naive_equals_incremental_in(arch, &exported(arch, None));
+}
+
+fn naive_equals_incremental_in(arch: &str, dir: &std::path::Path) {
     let registry = registry();
-    let model = std::cell::RefCell::new(open(&registry, &exported(arch, None)));
+    let model = std::cell::RefCell::new(open(&registry, dir));
     let strategies: Vec<_> = STRATEGIES
         .iter()
         .map(|(name, params)| {
@@ -140,6 +145,22 @@ fn naive_equals_incremental_on_llama() {
 #[test]
 fn naive_equals_incremental_on_gemma3() {
     naive_equals_incremental("gemma3");
+}
+
+/// The same property on real trained checkpoints: the first and the last of the fixture
+/// series (random initialisation, and a model whose residuals reach magnitudes of 1500).
+#[test]
+fn naive_equals_incremental_on_the_fixture_series() {
+    for step in [0, 2000] {
+        let dir = crate::support::repo_root().join(format!("fixtures/series/export/step_{step}"));
+        assert!(
+            dir.join("manifest.json").is_file(),
+            "the fixture series is missing at {} (it is committed; `cargo xtask fixtures` \
+             rebuilds it)",
+            dir.display()
+        );
+        naive_equals_incremental_in(&format!("series step {step}"), &dir);
+    }
 }
 
 /// Patching a prompt with its own residuals changes nothing; a random latent changes the
