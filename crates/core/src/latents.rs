@@ -83,53 +83,9 @@ pub fn residuals_batch(
     model: &mut Model,
     prompts: &[(&[u32], usize)],
 ) -> Result<Vec<Vec<f32>>, Error> {
-    let info = model.info();
-    let (n_layers, d) = (info.n_layers as usize, info.d_model as usize);
-    let mut out = Vec::with_capacity(prompts.len());
-    for chunk in prompts.chunks(BATCH) {
-        if let Some((ids, position)) = chunk.iter().find(|(ids, p)| *p >= ids.len()) {
-            return Err(Error::Inconsistent(format!(
-                "position {position} is outside a prompt of {} tokens",
-                ids.len()
-            )));
-        }
-        let rows = chunk.len();
-        let t = chunk.iter().map(|(_, p)| p + 1).max().unwrap_or(0);
-        let (mut ids, mut positions, mut mask) = (
-            Vec::with_capacity(rows * t),
-            Vec::with_capacity(rows * t),
-            Vec::with_capacity(rows * t),
-        );
-        for (row, p) in chunk {
-            let (len, pad) = (p + 1, t - p - 1);
-            ids.extend(std::iter::repeat_n(0i64, pad));
-            ids.extend(row[..len].iter().map(|&i| i64::from(i)));
-            positions.extend(std::iter::repeat_n(0i64, pad));
-            positions.extend(0..len as i64);
-            mask.extend(std::iter::repeat_n(0i64, pad));
-            mask.extend(std::iter::repeat_n(1i64, len));
-        }
-        let mut hidden = model.embed(&ids, rows)?;
-        let mut latents = vec![Vec::with_capacity(n_layers * d); rows];
-        model.run_layers(
-            0..n_layers,
-            &mut hidden,
-            rows,
-            &positions,
-            &mask,
-            &vec![LayerKv::default(); n_layers],
-            0,
-            &mut |_, h| {
-                for (r, latent) in latents.iter_mut().enumerate() {
-                    let at = (r * t + t - 1) * d;
-                    latent.extend_from_slice(&h[at..at + d]);
-                }
-                Ok(())
-            },
-        )?;
-        out.extend(latents);
-    }
-    Ok(out)
+    let rows: Vec<(Option<&PrefixRun>, &[u32], usize)> =
+        prompts.iter().map(|&(ids, at)| (None, ids, at)).collect();
+    residuals_from(model, &rows)
 }
 
 /// [`residuals_batch`] of prompts of which some continue a shared prefix run, each

@@ -150,30 +150,17 @@ fn shape(model: &Model) -> (usize, usize, usize, usize) {
 impl Baseline {
     /// Runs `ids` (one unpadded prompt) through the whole model, keeping everything.
     pub fn run(model: &mut Model, ids: &[u32]) -> Result<Baseline, Error> {
-        if ids.is_empty() {
-            return Err(Error::Inconsistent("an empty prompt cannot be run".into()));
-        }
         let (n_layers, d, _, _) = shape(model);
+        // A prompt run whole is its own prefix run, plus the logits after it.
+        let PrefixRun {
+            ids,
+            cache,
+            outputs,
+        } = PrefixRun::run(model, ids)?;
         let t = ids.len();
-        let mut hidden = model.embed(&ids_i64(ids), 1)?;
-        let positions: Vec<i64> = (0..t as i64).collect();
-        let mut outputs = Vec::with_capacity(n_layers);
-        let cache = model.run_layers(
-            0..n_layers,
-            &mut hidden,
-            1,
-            &positions,
-            &vec![1; t],
-            &vec![LayerKv::default(); n_layers],
-            0,
-            &mut |_, out| {
-                outputs.push(out.to_vec());
-                Ok(())
-            },
-        )?;
-        let logits = model.logits(&hidden[(t - 1) * d..])?;
+        let logits = model.logits(&outputs[n_layers - 1][(t - 1) * d..t * d])?;
         Ok(Baseline {
-            ids: ids.to_vec(),
+            ids,
             d,
             outputs,
             cache,

@@ -24,7 +24,7 @@ impl PrefixRun {
     /// Runs `ids` through every block, keeping caches and outputs.
     pub fn run(model: &mut Model, ids: &[u32]) -> Result<PrefixRun, Error> {
         if ids.is_empty() {
-            return Err(Error::Inconsistent("an empty prefix cannot be run".into()));
+            return Err(Error::Inconsistent("an empty prompt cannot be run".into()));
         }
         let n_layers = model.info().n_layers as usize;
         let t = ids.len();
