@@ -42,12 +42,24 @@ pub fn first_token(tokenizer: &tokenizers::Tokenizer, text: &str) -> Result<Opti
     Ok(None)
 }
 
+/// The text of every token of the vocabulary decoded alone, indexed by id: decoded once per
+/// tokenizer for everything that looks tokens up by their text (augmented sets, stop tokens).
+pub(crate) fn vocab_pieces(tokenizer: &tokenizers::Tokenizer) -> Result<Vec<String>, Error> {
+    (0..tokenizer.get_vocab_size(true) as u32)
+        .map(|id| {
+            tokenizer
+                .decode(&[id], false)
+                .map_err(|e| Error::Prompt(format!("cannot decode token {id}: {e}")))
+        })
+        .collect()
+}
+
 /// The augmented sets of the concepts of `first` (see [`ConceptTokens`]), each a superset of
 /// its first-token set: one pass over the vocabulary, looking every token's text up among
 /// the prefixes of every form.
 #[allow(clippy::type_complexity)]
 fn augmented_sets(
-    tokenizer: &tokenizers::Tokenizer,
+    pieces: &[String],
     table: &ConceptTable,
     langs: &[Lang],
     first: &BTreeMap<String, BTreeMap<Lang, Vec<u32>>>,
@@ -77,13 +89,10 @@ fn augmented_sets(
         }
     }
     let mut out: BTreeMap<String, BTreeMap<Lang, Vec<u32>>> = first.clone();
-    for id in 0..tokenizer.get_vocab_size(true) as u32 {
-        let piece = tokenizer
-            .decode(&[id], false)
-            .map_err(|e| Error::Prompt(format!("cannot decode token {id}: {e}")))?;
-        for &(concept, lang) in prefixes.get(&piece).into_iter().flatten() {
+    for (id, piece) in pieces.iter().enumerate() {
+        for &(concept, lang) in prefixes.get(piece).into_iter().flatten() {
             if let Some(ids) = out.get_mut(concept).and_then(|m| m.get_mut(&lang)) {
-                ids.push(id);
+                ids.push(id as u32);
             }
         }
     }
@@ -123,6 +132,16 @@ impl ConceptTokens {
         table: &ConceptTable,
         langs: &[Lang],
     ) -> Result<ConceptTokens, Error> {
+        Self::build_with(tokenizer, table, langs, &vocab_pieces(tokenizer)?)
+    }
+
+    /// [`ConceptTokens::build`] with the tokenizer's [`vocab_pieces`] already decoded.
+    pub(crate) fn build_with(
+        tokenizer: &tokenizers::Tokenizer,
+        table: &ConceptTable,
+        langs: &[Lang],
+        pieces: &[String],
+    ) -> Result<ConceptTokens, Error> {
         let mut sets = BTreeMap::new();
         for concept in table.concepts().iter().filter(|c| c.is_complete(langs)) {
             let mut per_lang = BTreeMap::new();
@@ -139,7 +158,7 @@ impl ConceptTokens {
             }
             sets.insert(concept.id.clone(), per_lang);
         }
-        let augmented = augmented_sets(tokenizer, table, langs, &sets)?;
+        let augmented = augmented_sets(pieces, table, langs, &sets)?;
         Ok(ConceptTokens {
             langs: langs.to_vec(),
             sets,

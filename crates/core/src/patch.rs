@@ -21,6 +21,7 @@ use xlpatch_abi::{PatchSite, PatchStrategy, TensorMut, TensorRef};
 
 use crate::Error;
 use crate::model::{LayerKv, Model, argmax, softmax};
+use crate::pairs::vocab_pieces;
 use crate::prefix::PrefixRun;
 
 /// Which blocks a start layer patches.
@@ -80,21 +81,21 @@ impl Generation<'_> {
 /// The tokens that end an answer: every token whose text contains `"` (the closing quote,
 /// alone or merged with what follows) and the model's end-of-sequence tokens. Indexed by id.
 pub fn answer_stops(model: &Model) -> Result<Vec<bool>, Error> {
+    Ok(stops_from(&vocab_pieces(model.tokenizer()?)?, model))
+}
+
+/// [`answer_stops`] from the tokenizer's [`vocab_pieces`], decoded once for a whole series.
+pub(crate) fn stops_from(pieces: &[String], model: &Model) -> Vec<bool> {
     let vocab = model.info().vocab as usize;
-    let tokenizer = model.tokenizer()?;
-    let mut stops = vec![false; vocab];
-    for (id, stop) in stops.iter_mut().enumerate() {
-        let text = tokenizer
-            .decode(&[id as u32], false)
-            .map_err(|e| Error::Prompt(format!("cannot decode token {id}: {e}")))?;
-        *stop = text.contains('"');
-    }
+    let mut stops: Vec<bool> = (0..vocab)
+        .map(|id| pieces.get(id).is_some_and(|p| p.contains('"')))
+        .collect();
     for &eos in model.manifest().eos_token_id.iter().flatten() {
         if let Some(s) = usize::try_from(eos).ok().and_then(|i| stops.get_mut(i)) {
             *s = true;
         }
     }
-    Ok(stops)
+    stops
 }
 
 /// The results of one target for every start layer.

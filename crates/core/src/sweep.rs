@@ -29,10 +29,10 @@ use crate::Error;
 use crate::config::{Demos, Method, Setting, SweepConfig, Variant};
 use crate::latents::{Site, combine, residuals_from};
 use crate::model::{BackendOptions, Model};
-use crate::pairs::{ConceptPair, ConceptTokens, draw_pairs};
+use crate::pairs::{ConceptPair, ConceptTokens, draw_pairs, vocab_pieces};
 use crate::patch::{
-    Baseline, Batching, Generation, LayerResults, Patch, Patched, answer_stops, generate, naive,
-    patched,
+    Baseline, Batching, Generation, LayerResults, Patch, Patched, generate, naive, patched,
+    stops_from,
 };
 use crate::prefix::PrefixCache;
 use crate::prompt::{Prompt, PromptBuilder, PromptKind, Tokenized};
@@ -214,6 +214,8 @@ struct Plan {
     study: Vec<Lang>,
     table: ConceptTable,
     tokens: ConceptTokens,
+    /// The series' shared tokenizer's tokens as text, by id.
+    pieces: Vec<String>,
     items: Vec<Item>,
 }
 
@@ -271,7 +273,8 @@ fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
             ))
         })?;
     }
-    let tokens = ConceptTokens::build(&tokenizer, &table, &study)?;
+    let pieces = vocab_pieces(&tokenizer)?;
+    let tokens = ConceptTokens::build_with(&tokenizer, &table, &study, &pieces)?;
     let concepts: Vec<String> = tokens.concepts().map(str::to_string).collect();
     let template = config.template()?;
     let builder = PromptBuilder::new(&table, &template, config.n_shots);
@@ -309,6 +312,7 @@ fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
             study,
             table,
             tokens,
+            pieces,
             items,
         });
     }
@@ -397,6 +401,7 @@ fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
         study,
         table,
         tokens,
+        pieces,
         items,
     })
 }
@@ -535,7 +540,7 @@ pub fn run(
         }
         let mut model = Model::open(registry, dir, &options)?;
         let mut prefixes = PrefixCache::new();
-        let stops = answer_stops(&model)?;
+        let stops = stops_from(&plan.pieces, &model);
         let ctx = Checkpoint {
             name: checkpoint_name(dir),
             step: manifest.step,

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -217,6 +218,28 @@ fn frame<DB: DrawingBackend>(
 }
 
 /// Decimals for tick labels of an axis from 0 to `max`.
+/// A curve of means with markers over its shaded confidence band, in `col`.
+fn mean_with_band<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    points: &[(usize, Estimate)],
+    col: RGBColor,
+) -> DrawResult<DB> {
+    let at = |x: usize, y: f64| (x as f64, y);
+    let mut band: Vec<(f64, f64)> = points.iter().map(|(x, e)| at(*x, e.hi)).collect();
+    band.extend(points.iter().rev().map(|(x, e)| at(*x, e.lo)));
+    chart.draw_series(std::iter::once(Polygon::new(band, col.mix(0.15).filled())))?;
+    chart.draw_series(LineSeries::new(
+        points.iter().map(|(x, e)| at(*x, e.mean)),
+        col.stroke_width(2),
+    ))?;
+    chart.draw_series(
+        points
+            .iter()
+            .map(|(x, e)| Circle::new(at(*x, e.mean), 3, col.filled())),
+    )?;
+    Ok(())
+}
+
 fn decimals(max: f64) -> usize {
     if max <= 0.0 {
         return 1;
@@ -336,19 +359,7 @@ impl Figure for LayerFigure {
                         col.stroke_width(1),
                     ))?;
                 }
-                let mut band: Vec<(f64, f64)> =
-                    c.points.iter().map(|(j, e)| (*j as f64, e.hi)).collect();
-                band.extend(c.points.iter().rev().map(|(j, e)| (*j as f64, e.lo)));
-                chart.draw_series(std::iter::once(Polygon::new(band, col.mix(0.15).filled())))?;
-                chart.draw_series(LineSeries::new(
-                    c.points.iter().map(|(j, e)| (*j as f64, e.mean)),
-                    col.stroke_width(2),
-                ))?;
-                chart.draw_series(
-                    c.points
-                        .iter()
-                        .map(|(j, e)| Circle::new((*j as f64, e.mean), 3, col.filled())),
-                )?;
+                mean_with_band(&mut chart, &c.points, col)?;
             }
         }
         Ok(())
@@ -833,19 +844,7 @@ impl Figure for EmergenceFigure {
                         col.stroke_width(1),
                     ))?;
                 }
-                let mut band: Vec<(f64, f64)> =
-                    line.points.iter().map(|(i, e)| (*i as f64, e.hi)).collect();
-                band.extend(line.points.iter().rev().map(|(i, e)| (*i as f64, e.lo)));
-                chart.draw_series(std::iter::once(Polygon::new(band, col.mix(0.15).filled())))?;
-                chart.draw_series(LineSeries::new(
-                    line.points.iter().map(|(i, e)| (*i as f64, e.mean)),
-                    col.stroke_width(2),
-                ))?;
-                chart.draw_series(
-                    line.points
-                        .iter()
-                        .map(|(i, e)| Circle::new((*i as f64, e.mean), 3, col.filled())),
-                )?;
+                mean_with_band(&mut chart, &line.points, col)?;
             }
         }
         Ok(())
