@@ -1,14 +1,17 @@
-//! `cargo xtask sweep`: the main job. Builds `xlpatch` and the plugins (release), runs the
-//! default sweep (`SweepConfig::default()`: every checkpoint of the committed fixture series in
-//! `fixtures/series/export/`, fr→de and the held-out de→it, every setting) into
+//! `cargo xtask sweep`: the main job. Fetches ONNX Runtime if needed, builds `xlpatch` and the
+//! plugins (release), runs the default sweep (`SweepConfig::default()`: every checkpoint of the
+//! committed fixture series in `fixtures/series/export/`, fr→de and the held-out de→it, every
+//! setting) into
 //! `target/sweep/default/`, and prints the summary table. A rerun resumes and so returns at
 //! once; delete the directory to start over.
 
 use anyhow::Result;
 
-use crate::{cargo, plugins, root, run, target_dir};
+use crate::{cargo, ort, plugins, root, run, target_dir};
 
 pub(crate) fn sweep() -> Result<()> {
+    // A fresh clone has no ONNX Runtime yet: fetch it like `test` does.
+    let ort = ort::ensure()?;
     plugins::build(true)?;
     run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
     let series = root().join("fixtures/series/export");
@@ -24,6 +27,7 @@ pub(crate) fn sweep() -> Result<()> {
     let out = target_dir().join("sweep/default");
     run(std::process::Command::new(&xlpatch)
         .current_dir(root())
+        .env("ORT_DYLIB_PATH", &ort)
         .arg("sweep")
         .arg("--out")
         .arg(&out))
