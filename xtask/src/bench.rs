@@ -220,7 +220,11 @@ fn subject(name: &str, xlpatch: &Path, python: &Path, out: &Path) -> Result<Subj
                     .args(["xtask/py/gemma_goldens.py", "--check"]))?;
             }
             let export = out.join("gemma-export");
-            if !export.join("manifest.json").is_file() {
+            // Reused unless missing or built from other operators than the exporter's default.
+            let current = read_json(&export.join("manifest.json"))
+                .is_ok_and(|m| m["ops"].as_str() == Some("fused"));
+            if !current {
+                let _ = std::fs::remove_dir_all(&export);
                 run(Command::new(xlpatch)
                     .arg("export")
                     .arg("--model")

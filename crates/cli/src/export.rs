@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use xlpatch_export::{Dtype, ExportOptions};
+use xlpatch_export::{Dtype, ExportOptions, GraphOps};
 use xlpatch_model::Manifest;
 
 #[derive(Debug, Args)]
@@ -32,6 +32,10 @@ pub(crate) struct ExportArgs {
     /// Also output each block's attention and MLP contributions (`attn_out`, `mlp_out`).
     #[arg(long)]
     extra_outputs: bool,
+    /// Which ONNX operators to build blocks from: `fused` (opset 23's RMSNormalization,
+    /// RotaryEmbedding, Attention; fewer nodes, faster calls) or `basic` (opset 21 primitives).
+    #[arg(long, default_value = "fused", value_parser = ["fused", "basic"])]
+    ops: String,
 }
 
 pub(crate) fn export(args: ExportArgs) -> Result<()> {
@@ -42,6 +46,7 @@ pub(crate) fn export(args: ExportArgs) -> Result<()> {
     opts.step = args.step;
     opts.revision = args.revision;
     opts.extra_outputs = args.extra_outputs;
+    opts.ops = args.ops.parse::<GraphOps>().map_err(anyhow::Error::msg)?;
     let manifest = xlpatch_export::export(&opts)
         .with_context(|| format!("cannot export {}", args.model.display()))?;
     println!(

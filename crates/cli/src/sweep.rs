@@ -25,6 +25,10 @@ pub(crate) struct SweepArgs {
     /// Intra-op threads of the backend (0: ONNX Runtime decides); overrides the config.
     #[arg(long)]
     threads: Option<usize>,
+    /// Targets computed together (shared backend calls; default 1: one at a time);
+    /// overrides the config's `target_batch`.
+    #[arg(long, value_name = "N")]
+    target_batch: Option<usize>,
     /// Replay this prompt set (an earlier sweep's `prompts.jsonl`) instead of building
     /// prompts; overrides the config's `prompts`.
     #[arg(long, value_name = "FILE")]
@@ -74,6 +78,9 @@ pub(crate) fn sweep(args: SweepArgs, plugin_dirs: &[PathBuf]) -> Result<()> {
     };
     if let Some(t) = args.threads {
         config.threads = t;
+    }
+    if let Some(n) = args.target_batch {
+        config.target_batch = n;
     }
     if let Some(file) = &args.prompts {
         // Relative to where the command runs, like every other path on the command line.

@@ -9,7 +9,7 @@ use xlpatch_abi::{Extractor, TensorMut, TensorRef};
 
 use crate::Error;
 use crate::model::{LayerKv, Model};
-use crate::prefix::PrefixRun;
+use crate::prefix::{Continuation, PrefixRun};
 use crate::prompt::{Prompt, PromptKind, Tokenized};
 
 /// Which token of a source prompt is read.
@@ -90,101 +90,26 @@ pub fn residuals_batch(
 
 /// [`residuals_batch`] of prompts of which some continue a shared prefix run, each
 /// `(prefix, ids, position)`: only the tokens after a row's prefix are computed, in batches of
-/// up to [`BATCH`] rows. Every row is left-aligned to the batch's last column with padding
-/// only at its start, so that the distance between any two of its tokens is the true one
-/// (sliding-window attention counts columns): a batch computes the last `t` tokens of every
-/// row (`t` the longest rest after a prefix); what precedes them in a row comes from its
-/// prefix's cache, whatever of `t` a shorter row does not need covers the end of its prefix
-/// again. Equal to [`residuals`] to float tolerance.
+/// up to [`BATCH`] rows laid out as a [`Continuation`]. Equal to [`residuals`] to float
+/// tolerance.
 pub fn residuals_from(
     model: &mut Model,
     prompts: &[(Option<&PrefixRun>, &[u32], usize)],
 ) -> Result<Vec<Vec<f32>>, Error> {
     let info = model.info();
     let (n_layers, d) = (info.n_layers as usize, info.d_model as usize);
-    let (kv, hd) = (info.n_kv_heads as usize, info.head_dim as usize);
     let mut out = Vec::with_capacity(prompts.len());
     for chunk in prompts.chunks(BATCH) {
-        for (prefix, ids, position) in chunk {
-            let p = prefix.map_or(0, |r| r.len());
-            if let Some(prefix) = prefix {
-                prefix.check_continues(ids)?;
+        let batch = Continuation::plan(chunk)?;
+        let t = batch.t;
+        let mut latents = vec![Vec::with_capacity(n_layers * d); chunk.len()];
+        batch.run(model, &mut |_, h| {
+            for (r, latent) in latents.iter_mut().enumerate() {
+                let at = (r * t + t - 1) * d;
+                latent.extend_from_slice(&h[at..at + d]);
             }
-            if *position < p || *position >= ids.len() {
-                return Err(Error::Inconsistent(format!(
-                    "position {position} is not after the {p}-token prefix of a prompt of {} tokens",
-                    ids.len()
-                )));
-            }
-        }
-        let rows = chunk.len();
-        let prefix_len = |r: &Option<&PrefixRun>| r.map_or(0, |r| r.len());
-        // Tokens computed per row, and per row how many cached prefix tokens precede them.
-        let t = chunk
-            .iter()
-            .map(|(r, _, pos)| pos + 1 - prefix_len(r))
-            .max()
-            .unwrap_or(0);
-        let kept: Vec<usize> = chunk
-            .iter()
-            .map(|(_, _, pos)| (pos + 1).saturating_sub(t))
-            .collect();
-        let past_len = kept.iter().copied().max().unwrap_or(0);
-        let total = past_len + t;
-        let (mut ids, mut positions, mut mask) = (
-            Vec::with_capacity(rows * t),
-            Vec::with_capacity(rows * t),
-            Vec::with_capacity(rows * total),
-        );
-        for ((_, row, pos), &keep) in chunk.iter().zip(&kept) {
-            let (from, len) = (keep, pos + 1 - keep);
-            let pad = t - len;
-            ids.extend(std::iter::repeat_n(0i64, pad));
-            ids.extend(row[from..=*pos].iter().map(|&i| i64::from(i)));
-            positions.extend(std::iter::repeat_n(0i64, pad));
-            positions.extend(from as i64..=*pos as i64);
-            mask.extend(std::iter::repeat_n(0i64, past_len - keep));
-            mask.extend(std::iter::repeat_n(1i64, keep));
-            mask.extend(std::iter::repeat_n(0i64, pad));
-            mask.extend(std::iter::repeat_n(1i64, len));
-        }
-        // Each row's cached keys and values, right-aligned in the past columns.
-        let past: Vec<LayerKv> = (0..n_layers)
-            .map(|layer| {
-                let mut key = vec![0f32; rows * kv * past_len * hd];
-                let mut value = vec![0f32; rows * kv * past_len * hd];
-                for (r, ((prefix, _, _), &keep)) in chunk.iter().zip(&kept).enumerate() {
-                    let Some(prefix) = prefix else { continue };
-                    let (cache, p) = (&prefix.cache[layer], prefix.len());
-                    for h in 0..kv {
-                        let src = h * p * hd;
-                        let dst = ((r * kv + h) * past_len + past_len - keep) * hd;
-                        key[dst..dst + keep * hd].copy_from_slice(&cache.key[src..src + keep * hd]);
-                        value[dst..dst + keep * hd]
-                            .copy_from_slice(&cache.value[src..src + keep * hd]);
-                    }
-                }
-                LayerKv { key, value }
-            })
-            .collect();
-        let mut hidden = model.embed(&ids, rows)?;
-        let mut latents = vec![Vec::with_capacity(n_layers * d); rows];
-        model.run_layers(
-            0..n_layers,
-            &mut hidden,
-            rows,
-            &positions,
-            &mask,
-            &past,
-            past_len,
-            &mut |_, h| {
-                for (r, latent) in latents.iter_mut().enumerate() {
-                    let at = (r * t + t - 1) * d;
-                    latent.extend_from_slice(&h[at..at + d]);
-                }
-                Ok(())
-            },
-        )?;
+            Ok(())
+        })?;
         out.extend(latents);
     }
     Ok(out)

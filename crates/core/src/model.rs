@@ -219,6 +219,11 @@ impl Model {
                 positions.len()
             )));
         }
+        if seq == 0 {
+            // Nothing to compute (a fused `Attention` refuses an empty query): the caches
+            // stay as they are.
+            return Ok(past.to_vec());
+        }
         let mut presents = Vec::with_capacity(layers.len());
         let mut out = vec![0f32; hidden.len()];
         let past_shape = [batch, kv, past_len, hd];

@@ -22,7 +22,7 @@ use xlpatch_abi::{PatchSite, PatchStrategy, TensorMut, TensorRef};
 use crate::Error;
 use crate::model::{LayerKv, Model, argmax, softmax};
 use crate::pairs::vocab_pieces;
-use crate::prefix::PrefixRun;
+use crate::prefix::{Continuation, PrefixRun, Row};
 
 /// Which blocks a start layer patches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -172,36 +172,69 @@ impl Baseline {
     /// [`Baseline::run`] continuing from a shared prefix run: only the tokens after it are
     /// computed (DESIGN §2). Equal to [`Baseline::run`] of `ids` to float tolerance.
     pub fn run_from(model: &mut Model, prefix: &PrefixRun, ids: &[u32]) -> Result<Baseline, Error> {
-        prefix.check_continues(ids)?;
-        let (n_layers, d, _, _) = shape(model);
-        let (p, t) = (prefix.len(), ids.len());
-        let mut hidden = model.embed(&ids_i64(&ids[p..]), 1)?;
-        let positions: Vec<i64> = (p as i64..t as i64).collect();
-        let mut outputs: Vec<Vec<f32>> = Vec::with_capacity(n_layers);
-        let cache = model.run_layers(
-            0..n_layers,
-            &mut hidden,
-            1,
-            &positions,
-            &vec![1; t],
-            &prefix.cache,
-            p,
-            &mut |layer, out| {
-                let mut all = Vec::with_capacity(t * d);
-                all.extend_from_slice(&prefix.outputs[layer]);
-                all.extend_from_slice(out);
-                outputs.push(all);
+        let mut one = Baseline::run_many(model, &[(Some(prefix), ids)])?;
+        Ok(one.pop().expect("one prompt, one baseline"))
+    }
+
+    /// Unpatched runs of several prompts, each continuing its prefix run if it has one, in
+    /// batches of up to [`crate::latents::BATCH`] rows laid out as a [`Continuation`] (one
+    /// backend call per block for a whole batch). Equal to [`Baseline::run`] of each prompt to
+    /// float tolerance.
+    pub fn run_many(
+        model: &mut Model,
+        prompts: &[(Option<&PrefixRun>, &[u32])],
+    ) -> Result<Vec<Baseline>, Error> {
+        let (n_layers, d, kv, hd) = shape(model);
+        let vocab = model.info().vocab as usize;
+        let mut out = Vec::with_capacity(prompts.len());
+        for chunk in prompts.chunks(crate::latents::BATCH) {
+            if chunk.iter().any(|(_, ids)| ids.is_empty()) {
+                return Err(Error::Inconsistent("an empty prompt cannot be run".into()));
+            }
+            let rows: Vec<Row<'_>> = chunk
+                .iter()
+                .map(|&(prefix, ids)| (prefix, ids, ids.len() - 1))
+                .collect();
+            let batch = Continuation::plan(&rows)?;
+            let t = batch.t;
+            // Every block's output `[rows, t, d]`.
+            let mut outs: Vec<Vec<f32>> = Vec::with_capacity(n_layers);
+            let presents = batch.run(model, &mut |_, h| {
+                outs.push(h.to_vec());
                 Ok(())
-            },
-        )?;
-        let logits = model.logits(&hidden[(t - p - 1) * d..])?;
-        Ok(Baseline {
-            ids: ids.to_vec(),
-            d,
-            outputs,
-            cache,
-            logits,
-        })
+            })?;
+            let last: Vec<f32> = (0..rows.len())
+                .flat_map(|r| &outs[n_layers - 1][(r * t + t - 1) * d..(r * t + t) * d])
+                .copied()
+                .collect();
+            let logits = model.logits(&last)?;
+            for (r, &(prefix, ids, _)) in rows.iter().enumerate() {
+                let (keep, pad) = (batch.keep[r], batch.pad(r));
+                let outputs = outs
+                    .iter()
+                    .enumerate()
+                    .map(|(l, h)| {
+                        let mut all = Vec::with_capacity(ids.len() * d);
+                        if let Some(prefix) = prefix {
+                            all.extend_from_slice(&prefix.outputs[l][..keep * d]);
+                        }
+                        all.extend_from_slice(&h[(r * t + pad) * d..(r + 1) * t * d]);
+                        all
+                    })
+                    .collect();
+                out.push(Baseline {
+                    ids: ids.to_vec(),
+                    d,
+                    outputs,
+                    cache: presents
+                        .iter()
+                        .map(|p| batch.row_cache(p, r, kv, hd))
+                        .collect(),
+                    logits: logits[r * vocab..(r + 1) * vocab].to_vec(),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// The prompt.
@@ -245,7 +278,7 @@ impl Baseline {
         let gens = greedy_batch(
             model,
             self.cache.clone(),
-            self.ids.len(),
+            &[self.ids.len()],
             self.logits.clone(),
             generation,
         )?;
@@ -327,7 +360,7 @@ pub fn naive(
         )?;
         let logits = model.logits(&hidden[(t - 1) * d..])?;
         probs.extend(softmax(&logits));
-        let mut row = greedy_batch(model, cache, t, logits, generation)?;
+        let mut row = greedy_batch(model, cache, &[t], logits, generation)?;
         generations.push(row.pop().unwrap_or_default());
     }
     Ok(LayerResults {
@@ -421,8 +454,10 @@ impl Baseline {
     }
 }
 
-/// Greedy generation for every row of `runs` (runs of the same prompt, caches kept), in
-/// batches of up to [`GENERATION_BATCH`] rows. Returns, per run, each row's tokens.
+/// Greedy generation for every row of `runs` (caches kept), in batches of up to
+/// [`GENERATION_BATCH`] rows. Runs may be of different prompts and lengths: a batch
+/// left-pads each row's cache to its longest row (masked columns at the row's start, so
+/// column distances stay true under sliding windows). Returns, per run, each row's tokens.
 pub fn generate(
     model: &mut Model,
     runs: &[&Patched],
@@ -432,19 +467,20 @@ pub fn generate(
     if generation.max_new == 0 || runs.is_empty() {
         return Ok(out);
     }
-    let (len, vocab) = (runs[0].len, runs[0].vocab);
+    let (n_layers, _, heads, hd) = shape(model);
+    let vocab = model.info().vocab as usize;
     if let Some(r) = runs
         .iter()
-        .find(|r| r.len != len || r.vocab != vocab || r.caches.is_empty())
+        .find(|r| r.vocab != vocab || r.caches.len() != n_layers)
     {
         return Err(Error::Inconsistent(format!(
-            "cannot generate together: a run of {} tokens with {} caches next to one of {len}",
+            "cannot generate from a run of {} tokens with {} block caches and a vocabulary of {} \
+             ({n_layers} blocks, {vocab} tokens expected)",
             r.len,
-            r.caches.len()
+            r.caches.len(),
+            r.vocab
         )));
     }
-    let (_, _, heads, hd) = shape(model);
-    let row_size = heads * len * hd;
     // (run, row) of every row, generated in chunks.
     let all: Vec<(usize, usize)> = runs
         .iter()
@@ -452,15 +488,26 @@ pub fn generate(
         .flat_map(|(i, r)| (0..r.rows()).map(move |j| (i, j)))
         .collect();
     for chunk in all.chunks(GENERATION_BATCH) {
-        let caches: Vec<LayerKv> = (0..runs[0].caches.len())
+        let lens: Vec<usize> = chunk.iter().map(|&(i, _)| runs[i].len).collect();
+        let width = lens.iter().copied().max().unwrap_or(0);
+        let caches: Vec<LayerKv> = (0..n_layers)
             .map(|l| {
-                let mut kv = LayerKv::default();
+                let size = chunk.len() * heads * width * hd;
+                let mut kv = LayerKv {
+                    key: Vec::with_capacity(size),
+                    value: Vec::with_capacity(size),
+                };
                 for &(i, j) in chunk {
-                    let src = &runs[i].caches[l];
-                    kv.key
-                        .extend_from_slice(&src.key[j * row_size..(j + 1) * row_size]);
-                    kv.value
-                        .extend_from_slice(&src.value[j * row_size..(j + 1) * row_size]);
+                    let (len, src) = (runs[i].len, &runs[i].caches[l]);
+                    let row = heads * len * hd;
+                    let pad = (width - len) * hd;
+                    for h in 0..heads {
+                        let at = j * row + h * len * hd;
+                        kv.key.extend(std::iter::repeat_n(0f32, pad));
+                        kv.key.extend_from_slice(&src.key[at..at + len * hd]);
+                        kv.value.extend(std::iter::repeat_n(0f32, pad));
+                        kv.value.extend_from_slice(&src.value[at..at + len * hd]);
+                    }
                 }
                 kv
             })
@@ -470,7 +517,7 @@ pub fn generate(
             .flat_map(|&(i, j)| &runs[i].logits[j * vocab..(j + 1) * vocab])
             .copied()
             .collect();
-        let gens = greedy_batch(model, caches, len, logits, generation)?;
+        let gens = greedy_batch(model, caches, &lens, logits, generation)?;
         for (&(i, j), g) in chunk.iter().zip(gens) {
             out[i][j] = g;
         }
@@ -536,10 +583,69 @@ pub fn patched(
     batching: Batching,
     keep_caches: bool,
 ) -> Result<Patched, Error> {
+    let mut one = patched_many(model, &[(base, patch)], strategy, batching, keep_caches)?;
+    Ok(one.pop().expect("one run, one result"))
+}
+
+/// [`patched`] for several (unpatched run, patch) pairs: each runs its own blocks, and one
+/// `head` call serves the last rows of them all (on a large vocabulary, reading the
+/// unembedding is most of a head call).
+pub fn patched_many(
+    model: &mut Model,
+    runs: &[(&Baseline, &Patch<'_>)],
+    strategy: &dyn PatchStrategy,
+    batching: Batching,
+    keep_caches: bool,
+) -> Result<Vec<Patched>, Error> {
+    let vocab = model.info().vocab as usize;
+    let mut parts = Vec::with_capacity(runs.len());
+    for (base, patch) in runs {
+        parts.push(patched_blocks(
+            model,
+            base,
+            patch,
+            strategy,
+            batching,
+            keep_caches,
+        )?);
+    }
+    let last: Vec<f32> = parts.iter().flat_map(|(l, _)| l).copied().collect();
+    let logits = model.logits(&last)?;
+    let mut rows = logits.chunks_exact(vocab);
+    Ok(runs
+        .iter()
+        .zip(parts)
+        .map(|((base, _), (_, caches))| {
+            let logits: Vec<f32> = rows
+                .by_ref()
+                .take(base.outputs.len())
+                .flatten()
+                .copied()
+                .collect();
+            Patched {
+                vocab,
+                len: base.ids.len(),
+                probs: logits.chunks_exact(vocab).flat_map(softmax).collect(),
+                logits,
+                caches,
+            }
+        })
+        .collect())
+}
+
+/// The blocks of [`patched`]: the last rows `[L, d]` after block L-1 (row `j`: start layer
+/// `j`) and, when `keep_caches`, every block's caches `[L, kv, T, hd]`.
+fn patched_blocks(
+    model: &mut Model,
+    base: &Baseline,
+    patch: &Patch<'_>,
+    strategy: &dyn PatchStrategy,
+    batching: Batching,
+    keep_caches: bool,
+) -> Result<(Vec<f32>, Vec<LayerKv>), Error> {
     let t = base.ids.len();
     check(model, t, patch)?;
     let (n_layers, d, heads, hd) = shape(model);
-    let vocab = model.info().vocab as usize;
     let p = patch.position;
     let s = t - p;
     let latent = |layer: usize| &patch.latent[layer * d..(layer + 1) * d];
@@ -638,8 +744,6 @@ pub fn patched(
             last[(n_layers - 1) * d..].copy_from_slice(&h[(s - 1) * d..]);
         }
     }
-    let logits = model.logits(&last)?;
-    let probs: Vec<f32> = logits.chunks_exact(vocab).flat_map(softmax).collect();
     // Per block, the caches of all start layers: unpatched up to block j, patched after.
     let caches: Vec<LayerKv> = if keep_caches {
         (0..n_layers)
@@ -660,22 +764,17 @@ pub fn patched(
     } else {
         Vec::new()
     };
-    Ok(Patched {
-        vocab,
-        len: t,
-        probs,
-        logits,
-        caches,
-    })
+    Ok((last, caches))
 }
 
-/// Greedy generation for a batch of unpadded sequences of equal length `len`, from their
-/// caches (`[batch, kv, len, hd]` per block) and next-token logits `[batch, vocab]`. Rows
+/// Greedy generation for a batch of sequences of lengths `lens`, from their caches
+/// (`[batch, kv, width, hd]` per block, `width` the longest length, each row's tokens in its
+/// last `lens[r]` columns after masked padding) and next-token logits `[batch, vocab]`. Rows
 /// that stop leave the batch.
 fn greedy_batch(
     model: &mut Model,
     mut caches: Vec<LayerKv>,
-    mut len: usize,
+    lens: &[usize],
     mut logits: Vec<f32>,
     generation: &Generation<'_>,
 ) -> Result<Vec<Vec<u32>>, Error> {
@@ -686,6 +785,9 @@ fn greedy_batch(
     if generation.max_new == 0 {
         return Ok(gens);
     }
+    let mut width = lens.iter().copied().max().unwrap_or(0);
+    // Each row's padding columns, constant as the rows grow together.
+    let pads: Vec<usize> = lens.iter().map(|&l| width - l).collect();
     // The rows still generating, as indices into `gens`; `caches` and `logits` hold them.
     let mut active: Vec<usize> = (0..batch).collect();
     loop {
@@ -703,7 +805,7 @@ fn greedy_batch(
             return Ok(gens);
         }
         if keep.len() < active.len() {
-            let row = heads * len * hd;
+            let row = heads * width * hd;
             let select = |x: &[f32]| -> Vec<f32> {
                 keep.iter()
                     .flat_map(|&k| &x[k * row..(k + 1) * row])
@@ -720,18 +822,24 @@ fn greedy_batch(
             active = keep.iter().map(|&k| active[k]).collect();
         }
         let rows = active.len();
+        let positions: Vec<i64> = active.iter().map(|&r| (width - pads[r]) as i64).collect();
+        let mut mask = Vec::with_capacity(rows * (width + 1));
+        for &r in &active {
+            mask.extend(std::iter::repeat_n(0i64, pads[r]));
+            mask.extend(std::iter::repeat_n(1i64, width + 1 - pads[r]));
+        }
         let mut hidden = model.embed(&next, rows)?;
         caches = model.run_layers(
             0..n_layers,
             &mut hidden,
             rows,
-            &vec![len as i64; rows],
-            &vec![1i64; rows * (len + 1)],
+            &positions,
+            &mask,
             &caches,
-            len,
+            width,
             &mut |_, _| Ok(()),
         )?;
-        len += 1;
+        width += 1;
         logits = model.logits(&hidden)?;
     }
 }

@@ -80,6 +80,151 @@ impl PrefixRun {
     }
 }
 
+/// One row of a [`Continuation`]: the prefix run it continues (if any), its tokens, and the
+/// last token to compute.
+pub(crate) type Row<'a> = (Option<&'a PrefixRun>, &'a [u32], usize);
+
+/// A batch of prompts that continue their prefix runs, each computed up to a last token, in
+/// one call per block. Every row is left-aligned to the batch's last column with padding only
+/// at its start, so that the distance between any two of its tokens is the true one
+/// (sliding-window attention counts columns): the batch computes the last `t` tokens of every
+/// row (`t` the longest rest after a prefix); what precedes them comes from the row's prefix
+/// cache, and whatever of `t` a shorter row does not need covers the end of its prefix again.
+/// A masked key gets exactly zero weight, so each row equals its own run to float tolerance.
+pub(crate) struct Continuation<'a, 'r> {
+    rows: &'r [Row<'a>],
+    /// Tokens computed per row: the batch's columns after the past.
+    pub(crate) t: usize,
+    /// Per row, how many cached prefix tokens precede its computed ones.
+    pub(crate) keep: Vec<usize>,
+    /// Past columns: the largest `keep`.
+    pub(crate) past_len: usize,
+}
+
+impl<'a, 'r> Continuation<'a, 'r> {
+    /// Checks every row and lays out the batch.
+    pub(crate) fn plan(rows: &'r [Row<'a>]) -> Result<Self, Error> {
+        for (prefix, ids, end) in rows {
+            let p = prefix.map_or(0, |r| r.len());
+            if let Some(prefix) = prefix {
+                prefix.check_continues(ids)?;
+            }
+            if *end < p || *end >= ids.len() {
+                return Err(Error::Inconsistent(format!(
+                    "position {end} is not after the {p}-token prefix of a prompt of {} tokens",
+                    ids.len()
+                )));
+            }
+        }
+        let t = rows
+            .iter()
+            .map(|(r, _, end)| end + 1 - r.map_or(0, |r| r.len()))
+            .max()
+            .unwrap_or(0);
+        let keep: Vec<usize> = rows
+            .iter()
+            .map(|(_, _, end)| (end + 1).saturating_sub(t))
+            .collect();
+        let past_len = keep.iter().copied().max().unwrap_or(0);
+        Ok(Continuation {
+            rows,
+            t,
+            keep,
+            past_len,
+        })
+    }
+
+    /// Tokens row `r` computes.
+    pub(crate) fn len(&self, r: usize) -> usize {
+        self.rows[r].2 + 1 - self.keep[r]
+    }
+
+    /// Padding columns before row `r`'s computed tokens.
+    pub(crate) fn pad(&self, r: usize) -> usize {
+        self.t - self.len(r)
+    }
+
+    /// Runs every block over the batch; `hook(layer, out)` sees each block's output
+    /// `[rows, t, d]`. Returns each block's cache `[rows, kv, past_len + t, hd]`.
+    pub(crate) fn run(
+        &self,
+        model: &mut Model,
+        hook: &mut crate::model::LayerHook<'_>,
+    ) -> Result<Vec<LayerKv>, Error> {
+        let info = model.info();
+        let n_layers = info.n_layers as usize;
+        let (kv, hd) = (info.n_kv_heads as usize, info.head_dim as usize);
+        let (rows, t, past_len) = (self.rows.len(), self.t, self.past_len);
+        let total = past_len + t;
+        let (mut ids, mut positions, mut mask) = (
+            Vec::with_capacity(rows * t),
+            Vec::with_capacity(rows * t),
+            Vec::with_capacity(rows * total),
+        );
+        for (r, (_, row, end)) in self.rows.iter().enumerate() {
+            let (from, len, pad, keep) = (self.keep[r], self.len(r), self.pad(r), self.keep[r]);
+            ids.extend(std::iter::repeat_n(0i64, pad));
+            ids.extend(row[from..=*end].iter().map(|&i| i64::from(i)));
+            positions.extend(std::iter::repeat_n(0i64, pad));
+            positions.extend(from as i64..=*end as i64);
+            mask.extend(std::iter::repeat_n(0i64, past_len - keep));
+            mask.extend(std::iter::repeat_n(1i64, keep));
+            mask.extend(std::iter::repeat_n(0i64, pad));
+            mask.extend(std::iter::repeat_n(1i64, len));
+        }
+        // Each row's cached keys and values, right-aligned in the past columns.
+        let past: Vec<LayerKv> = (0..n_layers)
+            .map(|layer| {
+                let mut key = vec![0f32; rows * kv * past_len * hd];
+                let mut value = vec![0f32; rows * kv * past_len * hd];
+                for (r, ((prefix, _, _), &keep)) in self.rows.iter().zip(&self.keep).enumerate() {
+                    let Some(prefix) = prefix else { continue };
+                    let (cache, p) = (&prefix.cache[layer], prefix.len());
+                    for h in 0..kv {
+                        let src = h * p * hd;
+                        let dst = ((r * kv + h) * past_len + past_len - keep) * hd;
+                        key[dst..dst + keep * hd].copy_from_slice(&cache.key[src..src + keep * hd]);
+                        value[dst..dst + keep * hd]
+                            .copy_from_slice(&cache.value[src..src + keep * hd]);
+                    }
+                }
+                LayerKv { key, value }
+            })
+            .collect();
+        let mut hidden = model.embed(&ids, rows)?;
+        model.run_layers(
+            0..n_layers,
+            &mut hidden,
+            rows,
+            &positions,
+            &mask,
+            &past,
+            past_len,
+            hook,
+        )
+    }
+
+    /// Row `r`'s own cache from a block's batch cache `[rows, kv, past_len + t, hd]`: its
+    /// prefix tokens, then its computed ones, `[1, kv, keep + len, hd]`.
+    pub(crate) fn row_cache(&self, present: &LayerKv, r: usize, kv: usize, hd: usize) -> LayerKv {
+        let total = self.past_len + self.t;
+        let (keep, pad) = (self.keep[r], self.pad(r));
+        let cut = |x: &[f32]| {
+            let mut out = Vec::with_capacity(kv * (keep + self.len(r)) * hd);
+            for h in 0..kv {
+                let head = &x[(r * kv + h) * total * hd..(r * kv + h + 1) * total * hd];
+                out.extend_from_slice(&head[(self.past_len - keep) * hd..self.past_len * hd]);
+                out.extend_from_slice(&head[(self.past_len + pad) * hd..]);
+            }
+            out
+        };
+        LayerKv {
+            key: cut(&present.key),
+            value: cut(&present.value),
+        }
+    }
+}
+
 /// The prefixes run on one checkpoint, by their tokens. Prefixes of fewer than
 /// [`PrefixCache::MIN_LEN`] tokens are not worth a cache entry and are not shared.
 #[derive(Debug, Default)]

@@ -31,10 +31,10 @@ use crate::latents::{Site, combine, residuals_from};
 use crate::model::{BackendOptions, Model};
 use crate::pairs::{ConceptPair, ConceptTokens, draw_pairs, vocab_pieces};
 use crate::patch::{
-    Baseline, Batching, Generation, LayerResults, Patch, Patched, generate, naive, patched,
+    Baseline, Batching, Generation, LayerResults, Patch, Patched, generate, naive, patched_many,
     stops_from,
 };
-use crate::prefix::PrefixCache;
+use crate::prefix::{PrefixCache, PrefixRun};
 use crate::prompt::{Prompt, PromptBuilder, PromptKind, Tokenized};
 use crate::results::{ResultsWriter, Row, TIMINGS_FILE};
 use crate::rng::Rng;
@@ -468,10 +468,12 @@ pub fn run(
 ) -> Result<Outcome, Error> {
     let plan = plan(config, base)?;
     let mut writer = ResultsWriter::open(out)?;
-    // The stored config identifies the sweep; the thread count does not change results, so
-    // a resume or a shard on another machine may use another.
+    // The stored config identifies the sweep; the thread count and the target batch do not
+    // change results (beyond float rounding), so a resume or a shard on another machine may
+    // use others.
     let stored = SweepConfig {
         threads: 0,
+        target_batch: crate::config::DEFAULT_TARGET_BATCH,
         ..config.clone()
     };
     write_or_check(out, "config.toml", &stored.to_toml())?;
@@ -547,30 +549,42 @@ pub fn run(
             hash: manifest.content_hash(),
             stops,
         };
-        for (_, i, key) in todo {
+        let per_batch = units_per_batch(config, &model, &plan, &todo);
+        for group in todo.chunks(per_batch) {
             let started = std::time::Instant::now();
-            let rows = run_unit(
+            let items: Vec<(&Item, &str)> = group
+                .iter()
+                .map(|(_, i, key)| (&plan.items[*i], key.as_str()))
+                .collect();
+            let unit_rows = run_units(
                 config,
                 &plan,
                 &plugins,
                 &mut model,
                 &ctx,
                 &mut prefixes,
-                &plan.items[*i],
-                key,
+                &items,
             )?;
+            // The batch's compute, shared evenly by its units.
             let computed = started.elapsed().as_secs_f64();
-            writer.append_unit(&rows)?;
-            let written = started.elapsed().as_secs_f64() - computed;
-            log_timing(out, key, computed, written)?;
-            done += 1;
-            ran += 1;
-            progress(&Progress {
-                done,
-                total,
-                resumed,
-                checkpoint: ctx.name.clone(),
-            });
+            for ((_, _, key), rows) in group.iter().zip(unit_rows) {
+                let written = std::time::Instant::now();
+                writer.append_unit(&rows)?;
+                let timing = Timing {
+                    seconds: computed / group.len() as f64,
+                    write_seconds: written.elapsed().as_secs_f64(),
+                    batch: group.len(),
+                };
+                log_timing(out, key, &timing)?;
+                done += 1;
+                ran += 1;
+                progress(&Progress {
+                    done,
+                    total,
+                    resumed,
+                    checkpoint: ctx.name.clone(),
+                });
+            }
         }
     }
     Ok(Outcome {
@@ -580,13 +594,28 @@ pub fn run(
     })
 }
 
-/// Appends a unit's wall times to [`TIMINGS_FILE`]: `seconds`, its model work and metrics
-/// (the model load excluded), and `write_seconds`, writing and syncing its rows.
-fn log_timing(out: &Path, unit: &str, seconds: f64, write_seconds: f64) -> Result<(), Error> {
+/// What [`TIMINGS_FILE`] records of a unit.
+struct Timing {
+    /// Its share of its batch's model work and metrics (the model load excluded): the
+    /// batch's wall time over the units computed together.
+    seconds: f64,
+    /// Writing and syncing its rows.
+    write_seconds: f64,
+    /// How many units were computed together (see [`SweepConfig::target_batch`]).
+    batch: usize,
+}
+
+/// Appends a unit's [`Timing`] to [`TIMINGS_FILE`].
+fn log_timing(out: &Path, unit: &str, timing: &Timing) -> Result<(), Error> {
     use std::io::Write;
     let path = out.join(TIMINGS_FILE);
-    let line = json!({ "unit": unit, "seconds": seconds, "write_seconds": write_seconds })
-        .to_string()
+    let line = json!({
+        "unit": unit,
+        "seconds": timing.seconds,
+        "write_seconds": timing.write_seconds,
+        "batch": timing.batch,
+    })
+    .to_string()
         + "\n";
     std::fs::OpenOptions::new()
         .create(true)
@@ -597,6 +626,38 @@ fn log_timing(out: &Path, unit: &str, seconds: f64, write_seconds: f64) -> Resul
             path,
             what: e.to_string(),
         })
+}
+
+/// Memory the kept results of one batch may take: the patched runs of every unit in a batch
+/// keep their caches and distributions until the batch's generation.
+const BATCH_BYTES: usize = 2 << 30;
+
+/// How many units run together: [`SweepConfig::target_batch`], fewer when their kept caches
+/// and distributions would pass [`BATCH_BYTES`].
+fn units_per_batch(
+    config: &SweepConfig,
+    model: &Model,
+    plan: &Plan,
+    todo: &[&(usize, usize, String)],
+) -> usize {
+    let info = model.info();
+    let (layers, kv, hd, vocab) = (
+        info.n_layers as usize,
+        info.n_kv_heads as usize,
+        info.head_dim as usize,
+        info.vocab as usize,
+    );
+    let longest = todo
+        .iter()
+        .map(|(_, i, _)| plan.items[*i].target.tokens.ids.len())
+        .max()
+        .unwrap_or(0)
+        + config.max_new_tokens;
+    // Rows kept per unit (every start layer of every setting): a key and a value cache per
+    // block, logits and probabilities.
+    let per_row = layers * 2 * kv * longest * hd + 2 * vocab;
+    let per_unit = config.settings.len() * layers * per_row * 4;
+    (BATCH_BYTES / per_unit.max(1)).clamp(1, config.target_batch.max(1))
 }
 
 /// What rows say about their checkpoint.
@@ -635,29 +696,36 @@ fn best_rank(probs: &[f32], ids: &[u32]) -> usize {
     1 + probs.iter().filter(|&&p| p > best).count()
 }
 
+/// The rows of several units of one checkpoint, computed together (DESIGN §2): their
+/// unpatched runs in one batch per block (each from its shared few-shot prefix), every
+/// source latent of every unit in one batch, the patched runs of each unit and setting, and
+/// one batched greedy generation for every row of every run. Equal, unit by unit, to
+/// computing each alone to float tolerance (a test holds a batch of 8 to one at a time).
 #[allow(clippy::too_many_arguments)]
-fn run_unit(
+fn run_units(
     config: &SweepConfig,
     plan: &Plan,
     plugins: &Plugins,
     model: &mut Model,
     ctx: &Checkpoint,
     prefixes: &mut PrefixCache,
-    item: &Item,
-    unit: &str,
-) -> Result<Vec<Row>, Error> {
+    items: &[(&Item, &str)],
+) -> Result<Vec<Vec<Row>>, Error> {
     let n_layers = model.info().n_layers as usize;
     let d = model.info().d_model as usize;
     let vocab = model.info().vocab as usize;
-    let target = &item.target.tokens;
-    let position = match config.variant {
-        Variant::FromLayer => target.word_end.token,
-        Variant::SingleLayer => target.ids.len() - 1,
-    };
     let stop = |id: u32| ctx.stops.get(id as usize).copied().unwrap_or(true);
     let generation = Generation {
         max_new: config.max_new_tokens,
         stop: &stop,
+    };
+    // The patched position of a unit's target.
+    let position = |item: &Item| {
+        let target = &item.target.tokens;
+        match config.variant {
+            Variant::FromLayer => target.word_end.token,
+            Variant::SingleLayer => target.ids.len() - 1,
+        }
     };
     // The naive method is the reference: every prompt computed whole. The incremental one
     // continues each prompt from its shared few-shot prefix.
@@ -666,21 +734,39 @@ fn run_unit(
         Method::Incremental => prefixes.get(model, &t.ids, t.prefix),
         Method::Naive => Ok(None),
     };
-    let base = match shared(model, prefixes, target)? {
-        Some(prefix) => Baseline::run_from(model, &prefix, &target.ids)?,
-        None => Baseline::run(model, &target.ids)?,
+    let bases: Vec<Baseline> = match config.method {
+        Method::Incremental => {
+            let mut prefix_runs = Vec::with_capacity(items.len());
+            for (item, _) in items {
+                prefix_runs.push(shared(model, prefixes, &item.target.tokens)?);
+            }
+            let prompts: Vec<(Option<&PrefixRun>, &[u32])> = items
+                .iter()
+                .zip(&prefix_runs)
+                .map(|((item, _), prefix)| (prefix.as_deref(), item.target.tokens.ids.as_slice()))
+                .collect();
+            Baseline::run_many(model, &prompts)?
+        }
+        Method::Naive => items
+            .iter()
+            .map(|(item, _)| Baseline::run(model, &item.target.tokens.ids))
+            .collect::<Result<_, _>>()?,
     };
-    // Every source latent of the unit: batched per shared prefix, the others left-padded.
-    let sources: Vec<&Planned> = config
-        .settings
+    // Every source latent of every unit, in one left-padded batch (per shared prefix).
+    let sources: Vec<&Planned> = items
         .iter()
-        .flat_map(|s| item.sources.get(s).into_iter().flatten())
+        .flat_map(|(item, _)| {
+            config
+                .settings
+                .iter()
+                .flat_map(|s| item.sources.get(s).into_iter().flatten())
+        })
         .collect();
     let mut prefix_runs = Vec::with_capacity(sources.len());
     for s in &sources {
         prefix_runs.push(shared(model, prefixes, &s.tokens)?);
     }
-    let sites: Vec<(Option<&crate::prefix::PrefixRun>, &[u32], usize)> = sources
+    let sites: Vec<(Option<&PrefixRun>, &[u32], usize)> = sources
         .iter()
         .zip(&prefix_runs)
         .map(|(s, prefix)| {
@@ -688,92 +774,134 @@ fn run_unit(
             (prefix.as_deref(), s.tokens.ids.as_slice(), at)
         })
         .collect();
-    let latents = residuals_from(model, &sites)?;
-    let mut source_latents = latents.into_iter();
-    let mut naive_results: Vec<LayerResults> = Vec::new();
-    // Patched runs of every setting, then one batched generation for all their rows.
+    let mut source_latents = residuals_from(model, &sites)?.into_iter();
+    // The latent of every patched setting of every unit.
+    let mut planned: Vec<(usize, Setting, usize, Option<Vec<f32>>)> = Vec::new();
+    for (u, ((item, _), base)) in items.iter().zip(&bases).enumerate() {
+        for &setting in &config.settings {
+            let (latent, n_sources) = match setting {
+                Setting::Unpatched => (None, 0),
+                Setting::TgtTgt => (Some(base.residuals_at(position(item))?), 1),
+                _ => {
+                    let n = item.sources[&setting].len();
+                    let latents: Vec<Vec<f32>> = source_latents.by_ref().take(n).collect();
+                    let latent = combine(plugins.extractor.as_ref(), &latents, n_layers, d)?;
+                    (Some(latent), n)
+                }
+            };
+            planned.push((u, setting, n_sources, latent));
+        }
+    }
+    let patches: Vec<(usize, Patch<'_>)> = planned
+        .iter()
+        .filter_map(|(u, _, _, latent)| {
+            latent.as_ref().map(|latent| {
+                let patch = Patch {
+                    position: position(items[*u].0),
+                    latent,
+                    scope: config.variant.scope(),
+                };
+                (*u, patch)
+            })
+        })
+        .collect();
+    // Patched runs of every unit and setting (incremental: one head call for all), then one
+    // batched generation for all their rows.
     let keep = config.max_new_tokens > 0;
-    let mut runs: Vec<(Setting, usize, Patched)> = Vec::new();
-    for &setting in &config.settings {
-        let (latent, n_sources) = match setting {
-            Setting::Unpatched => {
-                runs.push((setting, 0, base.unpatched()));
-                continue;
-            }
-            Setting::TgtTgt => (base.residuals_at(position)?, 1),
-            _ => {
-                let n = item.sources[&setting].len();
-                let latents: Vec<Vec<f32>> = source_latents.by_ref().take(n).collect();
-                (
-                    combine(plugins.extractor.as_ref(), &latents, n_layers, d)?,
-                    n,
-                )
-            }
-        };
-        let patch = Patch {
-            position,
-            latent: &latent,
-            scope: config.variant.scope(),
-        };
-        let run = match config.method {
-            Method::Incremental => patched(
+    let mut naive_results: Vec<LayerResults> = Vec::new();
+    let mut patched_runs = match config.method {
+        Method::Incremental => {
+            let pairs: Vec<(&Baseline, &Patch<'_>)> =
+                patches.iter().map(|(u, p)| (&bases[*u], p)).collect();
+            patched_many(
                 model,
-                &base,
-                &patch,
+                &pairs,
                 plugins.strategy.as_ref(),
                 Batching::Layers,
                 keep,
-            )?,
-            Method::Naive => {
-                // The reference computation, generation included, one start layer at a time.
-                let r = naive(
+            )?
+        }
+        Method::Naive => {
+            // The reference computation, generation included, one start layer at a time.
+            for (u, patch) in &patches {
+                naive_results.push(naive(
                     model,
-                    &target.ids,
-                    &patch,
+                    &items[*u].0.target.tokens.ids,
+                    patch,
                     plugins.strategy.as_ref(),
                     &generation,
-                )?;
-                naive_results.push(r);
-                runs.push((setting, n_sources, base.unpatched()));
-                continue;
+                )?);
             }
-        };
-        runs.push((setting, n_sources, run));
+            Vec::new()
+        }
     }
-    let refs: Vec<&Patched> = runs.iter().map(|(_, _, r)| r).collect();
-    let mut generations = generate(model, &refs, &generation)?.into_iter();
-    let mut naive_results = naive_results.into_iter();
-    let per_setting: Vec<(Setting, usize, LayerResults)> = runs
-        .into_iter()
-        .map(|(setting, n, run)| {
-            let generated = generations.next().unwrap_or_default();
-            let results = if setting != Setting::Unpatched && config.method == Method::Naive {
-                naive_results
+    .into_iter();
+    let runs: Vec<(usize, Setting, usize, Patched)> = planned
+        .iter()
+        .map(|&(u, setting, n, ref latent)| {
+            let run = match (latent, config.method) {
+                (Some(_), Method::Incremental) => patched_runs
                     .next()
-                    .expect("one naive result per patched setting")
-            } else if setting == Setting::Unpatched {
-                // One row for every start layer.
-                let row = generated.into_iter().next().unwrap_or_default();
-                let probs = run.probs().to_vec();
-                LayerResults {
-                    vocab,
-                    probs: (0..n_layers).flat_map(|_| probs.iter().copied()).collect(),
-                    generations: vec![row; n_layers],
-                }
-            } else {
-                run.into_results(generated)
+                    .expect("one patched run per patched setting"),
+                _ => bases[u].unpatched(),
             };
-            (setting, n, results)
+            (u, setting, n, run)
         })
         .collect();
+    let refs: Vec<&Patched> = runs.iter().map(|(_, _, _, r)| r).collect();
+    let mut generations = generate(model, &refs, &generation)?.into_iter();
+    let mut naive_results = naive_results.into_iter();
+    let mut per_unit: Vec<Vec<(Setting, usize, LayerResults)>> = vec![Vec::new(); items.len()];
+    for (u, setting, n, run) in runs {
+        let generated = generations.next().unwrap_or_default();
+        let results = if setting != Setting::Unpatched && config.method == Method::Naive {
+            naive_results
+                .next()
+                .expect("one naive result per patched setting")
+        } else if setting == Setting::Unpatched {
+            // One row for every start layer.
+            let row = generated.into_iter().next().unwrap_or_default();
+            let probs = run.probs().to_vec();
+            LayerResults {
+                vocab,
+                probs: (0..n_layers).flat_map(|_| probs.iter().copied()).collect(),
+                generations: vec![row; n_layers],
+            }
+        } else {
+            run.into_results(generated)
+        };
+        per_unit[u].push((setting, n, results));
+    }
+    items
+        .iter()
+        .zip(per_unit)
+        .map(|((item, unit), per_setting)| {
+            unit_rows(config, plan, plugins, model, ctx, item, unit, &per_setting)
+        })
+        .collect()
+}
 
+/// The rows of one unit from its results per setting.
+#[allow(clippy::too_many_arguments)]
+fn unit_rows(
+    config: &SweepConfig,
+    plan: &Plan,
+    plugins: &Plugins,
+    model: &Model,
+    ctx: &Checkpoint,
+    item: &Item,
+    unit: &str,
+    per_setting: &[(Setting, usize, LayerResults)],
+) -> Result<Vec<Row>, Error> {
+    let n_layers = model.info().n_layers as usize;
+    let vocab = model.info().vocab as usize;
     let (src, tgt) = (&item.pair.source, &item.pair.target);
     let (in_l, out_l) = (item.in_lang, item.out_lang);
     let sets = metric_sets(&plan.study, &plan.tokens, item);
     let forms = |c: &str| plan.table.forms(c, out_l).unwrap_or(&[]);
     let unit_rows = per_setting.len() * n_layers;
     let mut rows = Vec::with_capacity(unit_rows);
-    for (setting, n_sources, r) in &per_setting {
+    for (setting, n_sources, r) in per_setting {
         let m = |ids: &[u32]| measure(plugins.metric.as_ref(), &r.probs, vocab, ids);
         // In the order of `metric_sets`.
         let p: Vec<Vec<f32>> = sets

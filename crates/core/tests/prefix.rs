@@ -1,5 +1,6 @@
 //! Runs continued from a shared prefix equal whole runs (DESIGN §2): [`Baseline::run_from`]
-//! against [`Baseline::run`], and [`residuals_from`] (rows with and without prefixes, of
+//! and [`Baseline::run_many`] (rows with and without prefixes in one batch) against
+//! [`Baseline::run`], and [`residuals_from`] (rows with and without prefixes, of
 //! several lengths, in one batch) against single [`residuals`] runs. On the tiny Llama and
 //! on the tiny Gemma 3, whose sliding window of 4 makes a wrong column distance visible, for
 //! random prompts and prefix lengths; and on a checkpoint of the fixture series with real
@@ -77,6 +78,23 @@ fn prefixes_equal_whole_runs(arch: &str) {
                 .iter()
                 .map(|(ids, site, p)| (p.then_some(&prefix), ids.as_slice(), *site))
                 .collect();
+            // Unpatched runs of every row together equal whole runs.
+            let whole: Vec<(Option<&PrefixRun>, &[u32])> =
+                batch.iter().map(|&(p, ids, _)| (p, ids)).collect();
+            let together = Baseline::run_many(model, &whole).unwrap();
+            for ((ids, _, _), got) in prompts.iter().zip(&together) {
+                let want = Baseline::run(model, ids).unwrap();
+                let mut d = max_abs_diff(got.logits(), want.logits());
+                for position in 0..ids.len() {
+                    let (a, b) = (
+                        got.residuals_at(position).unwrap(),
+                        want.residuals_at(position).unwrap(),
+                    );
+                    let scale = b.iter().fold(1f32, |m, x| m.max(x.abs()));
+                    d = d.max(max_abs_diff(&a, &b) / scale);
+                }
+                prop_assert!(d <= TOLERANCE, "run_many differs by {d} for {ids:?}");
+            }
             let fast = residuals_from(model, &batch).unwrap();
             for ((ids, site, _), got) in prompts.iter().zip(&fast) {
                 let want = residuals(model, ids, *site).unwrap();

@@ -153,6 +153,63 @@ fn a_sweep_writes_rows_resumes_and_shards() {
         }
     }
 
+    // Targets computed together (batches of 2 and 1 per checkpoint) give the same rows, and
+    // a batched sweep resumes one that ran one target at a time (the stored config is the
+    // same).
+    let batched_dir = root.path().join("batched");
+    let batched_config = SweepConfig {
+        target_batch: 2,
+        ..config.clone()
+    };
+    run(
+        &batched_config,
+        &registry,
+        base,
+        &batched_dir,
+        Shard::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let batched_rows = read_rows(&batched_dir).unwrap();
+    assert_eq!(batched_rows.len(), rows.len());
+    for (a, b) in batched_rows.iter().zip(&rows) {
+        assert_eq!(
+            (&a.unit, &a.setting, a.start_layer, &a.generation_ids),
+            (&b.unit, &b.setting, b.start_layer, &b.generation_ids)
+        );
+        for (x, y) in [
+            (a.p_src_out, b.p_src_out),
+            (a.p_tgt_out, b.p_tgt_out),
+            (a.p_src_in, b.p_src_in),
+            (a.p_src_other, b.p_src_other),
+            (a.p_tgt_other, b.p_tgt_other),
+            (a.p_src_out_aug, b.p_src_out_aug),
+            (a.p_tgt_out_aug, b.p_tgt_out_aug),
+        ] {
+            assert!((x - y).abs() <= 1e-5, "{a:?} {b:?}");
+        }
+    }
+    let timings = std::fs::read_to_string(batched_dir.join("timings.jsonl")).unwrap();
+    let batches: Vec<u64> = timings
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["batch"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(batches, [2, 2, 1, 2, 2, 1]);
+    let resumed_batched = run(
+        &batched_config,
+        &registry,
+        base,
+        &full,
+        Shard::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!((resumed_batched.ran, resumed_batched.resumed), (0, 6));
+
     // A rerun finds everything done.
     let again = run(
         &config,

@@ -22,8 +22,10 @@ use crate::onnx::{
 
 /// ONNX IR version written.
 pub(crate) const IR_VERSION: i64 = 10;
-/// Default-domain opset written.
+/// Default-domain opset written for basic graphs.
 pub(crate) const OPSET: i64 = 21;
+/// Default-domain opset of fused graphs (`RMSNormalization`, `RotaryEmbedding`, `Attention`).
+pub(crate) const OPSET_FUSED: i64 = 23;
 /// Initializers smaller than this stay inline even when a graph uses external data.
 const INLINE_MIN_BYTES: usize = 1024;
 /// Alignment of tensors inside an external data file.
@@ -46,6 +48,8 @@ pub(crate) enum Attr {
     Str(&'static str),
     /// A list of integers.
     Ints(Vec<i64>),
+    /// One float.
+    Float(f32),
 }
 
 /// An initializer: its proto without data, and the data (little-endian bytes).
@@ -63,6 +67,7 @@ pub(crate) struct GraphBuilder {
     inits: Vec<Initializer>,
     consts: HashMap<Vec<i64>, String>,
     next: usize,
+    opset: i64,
 }
 
 fn value_info(name: &str, elem: i32, dims: &[Dim]) -> ValueInfoProto {
@@ -107,6 +112,10 @@ fn attribute(name: &str, value: Attr) -> AttributeProto {
             a.r#type = attribute_type::INTS;
             a.ints = v;
         }
+        Attr::Float(f) => {
+            a.r#type = attribute_type::FLOAT;
+            a.f = f;
+        }
     }
     a
 }
@@ -122,7 +131,13 @@ impl GraphBuilder {
             inits: Vec::new(),
             consts: HashMap::new(),
             next: 0,
+            opset: OPSET,
         }
+    }
+
+    /// Declares the default-domain opset the graph's nodes need (at least [`OPSET`]).
+    pub(crate) fn require_opset(&mut self, opset: i64) {
+        self.opset = self.opset.max(opset);
     }
 
     fn fresh(&mut self, op: &str) -> String {
@@ -288,6 +303,7 @@ impl GraphBuilder {
             inputs,
             outputs,
             mut inits,
+            opset,
             ..
         } = self;
         let mut written = Vec::new();
@@ -326,7 +342,7 @@ impl GraphBuilder {
         let onnx_name = format!("{stem}.onnx");
         let onnx_path = dir.join(&onnx_name);
         let mut w = HashingWriter::create(&onnx_path)?;
-        write_model(&mut w, graph, inits)?;
+        write_model(&mut w, graph, inits, opset)?;
         written.push((onnx_name, w.finish()?));
         written.reverse();
         Ok(written)
@@ -335,7 +351,7 @@ impl GraphBuilder {
     /// The model as one in-memory proto (for tests).
     #[cfg(test)]
     pub(crate) fn into_model(self) -> ModelProto {
-        let mut m = model_header();
+        let mut m = model_header(self.opset);
         m.graph = Some(GraphProto {
             node: self.nodes,
             name: self.name,
@@ -362,12 +378,12 @@ fn entry(key: &str, value: &str) -> StringStringEntryProto {
     }
 }
 
-fn model_header() -> ModelProto {
+fn model_header(opset: i64) -> ModelProto {
     ModelProto {
         ir_version: IR_VERSION,
         opset_import: vec![OperatorSetIdProto {
             domain: String::new(),
-            version: OPSET,
+            version: opset,
         }],
         producer_name: "xlpatch-export".to_string(),
         producer_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -393,11 +409,16 @@ fn raw_field_len(n: usize) -> usize {
 /// straight from memory: the header of each tensor is encoded by prost, its `raw_data`
 /// field (number 9) appended by hand. Field order is free in protobuf, so the bytes decode
 /// to the same message as a plain encoding.
-fn write_model(w: &mut HashingWriter, graph: GraphProto, inits: Vec<Initializer>) -> Result<()> {
+fn write_model(
+    w: &mut HashingWriter,
+    graph: GraphProto,
+    inits: Vec<Initializer>,
+    opset: i64,
+) -> Result<()> {
     const GRAPH_FIELD: u32 = 7;
     const INIT_FIELD: u32 = 5;
     const RAW_FIELD: u32 = 9;
-    let header = model_header();
+    let header = model_header(opset);
     let tensor_lens: Vec<usize> = inits
         .iter()
         .map(|i| i.proto.encoded_len() + raw_field_len(i.data.len()))

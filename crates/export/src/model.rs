@@ -5,9 +5,10 @@
 //! projection is one `MatMul`), under their checkpoint names.
 
 use crate::Dtype;
+use crate::GraphOps;
 use crate::config::{Activation, AttentionType, Config, Family};
 use crate::error::Result;
-use crate::graph::{Attr, Dim, GraphBuilder};
+use crate::graph::{Attr, Dim, GraphBuilder, OPSET_FUSED};
 use crate::onnx::data_type::{BOOL, FLOAT, INT64};
 use crate::weights::{self, Weights};
 
@@ -22,17 +23,39 @@ const MASKED: f32 = f32::MIN;
 
 const TRANSPOSED: &str = "stored transposed: [in, out]";
 
+/// What a block's attention reads besides its projections.
+struct Attn<'a> {
+    hidden: &'a str,
+    pos: &'a str,
+    amask: &'a str,
+    past_k: &'a str,
+    past_v: &'a str,
+    rope: &'a crate::config::Rope,
+    window: Option<usize>,
+    /// The checkpoint's name prefix of the attention weights.
+    prefix: &'a str,
+}
+
 /// Shared state of the graph builders.
 pub(crate) struct Exporter<'a> {
     pub cfg: &'a Config,
     pub weights: &'a dyn Weights,
     pub dtype: Dtype,
     pub extra_outputs: bool,
+    pub ops: GraphOps,
 }
 
 impl Exporter<'_> {
     fn d(&self) -> i64 {
         self.cfg.hidden_size as i64
+    }
+
+    fn fused(&self, g: &mut GraphBuilder) -> bool {
+        let fused = self.ops == GraphOps::Fused;
+        if fused {
+            g.require_opset(OPSET_FUSED);
+        }
+        fused
     }
 
     /// RMSNorm over the last axis with the checkpoint's weight `name` of length `len`
@@ -45,6 +68,15 @@ impl Exporter<'_> {
             }
         }
         let w = g.tensor_f32(name, &[len], &w);
+        let eps = self.cfg.rms_norm_eps as f32;
+        if self.fused(g) {
+            // Computes in f32 (`stash_type` 1, the default), as transformers does.
+            return Ok(g.node(
+                "RMSNormalization",
+                &[x, &w],
+                vec![("axis", Attr::Int(-1)), ("epsilon", Attr::Float(eps))],
+            ));
+        }
         let sq = g.node("Mul", &[x, x], vec![]);
         let axes = g.const_i64(&[-1]);
         let var = g.node(
@@ -52,7 +84,7 @@ impl Exporter<'_> {
             &[&sq, &axes],
             vec![("keepdims", Attr::Int(1))],
         );
-        let eps = g.scalar_f32(self.cfg.rms_norm_eps as f32);
+        let eps = g.scalar_f32(eps);
         let ve = g.node("Add", &[&var, &eps], vec![]);
         let s = g.node("Sqrt", &[&ve], vec![]);
         let r = g.node("Reciprocal", &[&s], vec![]);
@@ -139,7 +171,6 @@ impl Exporter<'_> {
         let c = self.cfg;
         let gemma = c.family == Family::Gemma3;
         let (d, hd, nh, nkv) = (c.hidden_size, c.head_dim, c.num_heads, c.num_kv_heads);
-        let rep = nh / nkv;
         let p = format!("model.layers.{i}");
         let mut g = GraphBuilder::new(&format!("layer_{i}"));
         let hd_dim = Dim::Fixed(hd as i64);
@@ -156,78 +187,30 @@ impl Exporter<'_> {
         let q = self.linear(&mut g, &h, &format!("{a}.q_proj"), d, nh * hd, c.qkv_bias)?;
         let k = self.linear(&mut g, &h, &format!("{a}.k_proj"), d, nkv * hd, c.qkv_bias)?;
         let v = self.linear(&mut g, &h, &format!("{a}.v_proj"), d, nkv * hd, c.qkv_bias)?;
-        let heads = |g: &mut GraphBuilder, t: &str, n: usize| {
-            let shape = g.const_i64(&[0, 0, n as i64, hd as i64]);
-            let r = g.node("Reshape", &[t, &shape], vec![]);
-            g.node(
-                "Transpose",
-                &[&r],
-                vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-            )
-        };
-        let mut q = heads(&mut g, &q, nh);
-        let mut k = heads(&mut g, &k, nkv);
-        let v = heads(&mut g, &v, nkv);
-        if gemma {
-            q = self.rms_norm(&mut g, &q, &format!("{a}.q_norm.weight"), hd)?;
-            k = self.rms_norm(&mut g, &k, &format!("{a}.k_norm.weight"), hd)?;
-        }
         let kind = c.layer_types[i];
-        let rope = match kind {
-            AttentionType::FullAttention => &c.rope_global,
-            AttentionType::SlidingAttention => &c.rope_local,
+        let at = Attn {
+            hidden: &x,
+            pos: &pos,
+            amask: &amask,
+            past_k: &past_k,
+            past_v: &past_v,
+            rope: match kind {
+                AttentionType::FullAttention => &c.rope_global,
+                AttentionType::SlidingAttention => &c.rope_local,
+            },
+            window: match kind {
+                AttentionType::SlidingAttention => c.sliding_window,
+                AttentionType::FullAttention => None,
+            },
+            prefix: &a,
         };
-        let (cos, sin) = rotary(&mut g, &pos, &rope.inv_freq(hd));
-        let q = apply_rotary(&mut g, &q, &cos, &sin, hd);
-        let k = apply_rotary(&mut g, &k, &cos, &sin, hd);
-        let present_k = g.node_named(
-            "Concat",
-            &[&past_k, &k],
-            "present_key",
-            vec![("axis", Attr::Int(2))],
-        );
-        let present_v = g.node_named(
-            "Concat",
-            &[&past_v, &v],
-            "present_value",
-            vec![("axis", Attr::Int(2))],
-        );
-        // Grouped-query attention without copying keys: queries as
-        // [b, kv_heads, rep, s, hd] against keys [b, kv_heads, 1, total, hd] (broadcast).
-        let q5_shape = g.const_i64(&[0, nkv as i64, rep as i64, -1, hd as i64]);
-        let q5 = g.node("Reshape", &[&q, &q5_shape], vec![]);
-        let ax2 = g.const_i64(&[2]);
-        let k5 = g.node("Unsqueeze", &[&present_k, &ax2], vec![]);
-        let kt = g.node(
-            "Transpose",
-            &[&k5],
-            vec![("perm", Attr::Ints(vec![0, 1, 2, 4, 3]))],
-        );
-        let scores = g.node("MatMul", &[&q5, &kt], vec![]);
-        let scale = g.scalar_f32(c.attn_scale as f32);
-        let mut scores = g.node("Mul", &[&scores, &scale], vec![]);
-        if let Some(cap) = c.attn_softcap {
-            scores = softcap(&mut g, &scores, cap as f32);
-        }
-        let window = match kind {
-            AttentionType::SlidingAttention => c.sliding_window,
-            AttentionType::FullAttention => None,
+        // ONNX's Attention has applied its softcap after the mask in some versions (a masked
+        // key then keeps weight), so a softcapped model keeps the spelled-out attention.
+        let (o, present_k, present_v) = if self.ops == GraphOps::Fused && c.attn_softcap.is_none() {
+            self.attention_fused(&mut g, &q, &k, &v, &at)?
+        } else {
+            self.attention_basic(&mut g, &q, &k, &v, &at)?
         };
-        let allowed = attention_mask(&mut g, &x, &past_k, &amask, window);
-        let masked = g.scalar_f32(MASKED);
-        let scores = g.node("Where", &[&allowed, &scores, &masked], vec![]);
-        let probs = g.node("Softmax", &[&scores], vec![("axis", Attr::Int(-1))]);
-        let v5 = g.node("Unsqueeze", &[&present_v, &ax2], vec![]);
-        let o = g.node("MatMul", &[&probs, &v5], vec![]);
-        let o_shape = g.const_i64(&[0, nh as i64, -1, hd as i64]);
-        let o = g.node("Reshape", &[&o, &o_shape], vec![]);
-        let o = g.node(
-            "Transpose",
-            &[&o],
-            vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-        );
-        let flat = g.const_i64(&[0, 0, (nh * hd) as i64]);
-        let o = g.node("Reshape", &[&o, &flat], vec![]);
         let mut attn = self.linear(&mut g, &o, &format!("{a}.o_proj"), nh * hd, d, c.o_bias)?;
         if gemma {
             attn = self.rms_norm(
@@ -283,6 +266,151 @@ impl Exporter<'_> {
         }
         Ok(g)
     }
+
+    /// Attention as primitives (opset 21): `q`, `k`, `v` are the projections `[b, s, h * hd]`;
+    /// returns the heads' output `[b, s, nh * hd]` and the caches `present_key`,
+    /// `present_value`.
+    fn attention_basic(
+        &self,
+        g: &mut GraphBuilder,
+        q: &str,
+        k: &str,
+        v: &str,
+        at: &Attn<'_>,
+    ) -> Result<(String, String, String)> {
+        let c = self.cfg;
+        let gemma = c.family == Family::Gemma3;
+        let (hd, nh, nkv) = (c.head_dim, c.num_heads, c.num_kv_heads);
+        let rep = nh / nkv;
+        let a = at.prefix;
+        let heads = |g: &mut GraphBuilder, t: &str, n: usize| {
+            let shape = g.const_i64(&[0, 0, n as i64, hd as i64]);
+            let r = g.node("Reshape", &[t, &shape], vec![]);
+            g.node(
+                "Transpose",
+                &[&r],
+                vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+            )
+        };
+        let mut q = heads(g, q, nh);
+        let mut k = heads(g, k, nkv);
+        let v = heads(g, v, nkv);
+        if gemma {
+            q = self.rms_norm(g, &q, &format!("{a}.q_norm.weight"), hd)?;
+            k = self.rms_norm(g, &k, &format!("{a}.k_norm.weight"), hd)?;
+        }
+        let (cos, sin) = rotary(g, at.pos, &at.rope.inv_freq(hd));
+        let q = apply_rotary(g, &q, &cos, &sin, hd);
+        let k = apply_rotary(g, &k, &cos, &sin, hd);
+        let present_k = g.node_named(
+            "Concat",
+            &[at.past_k, &k],
+            "present_key",
+            vec![("axis", Attr::Int(2))],
+        );
+        let present_v = g.node_named(
+            "Concat",
+            &[at.past_v, &v],
+            "present_value",
+            vec![("axis", Attr::Int(2))],
+        );
+        // Grouped-query attention without copying keys: queries as
+        // [b, kv_heads, rep, s, hd] against keys [b, kv_heads, 1, total, hd] (broadcast).
+        let q5_shape = g.const_i64(&[0, nkv as i64, rep as i64, -1, hd as i64]);
+        let q5 = g.node("Reshape", &[&q, &q5_shape], vec![]);
+        let ax2 = g.const_i64(&[2]);
+        let k5 = g.node("Unsqueeze", &[&present_k, &ax2], vec![]);
+        let kt = g.node(
+            "Transpose",
+            &[&k5],
+            vec![("perm", Attr::Ints(vec![0, 1, 2, 4, 3]))],
+        );
+        let scores = g.node("MatMul", &[&q5, &kt], vec![]);
+        let scale = g.scalar_f32(c.attn_scale as f32);
+        let mut scores = g.node("Mul", &[&scores, &scale], vec![]);
+        if let Some(cap) = c.attn_softcap {
+            scores = softcap(g, &scores, cap as f32);
+        }
+        let allowed = attention_mask(g, at.hidden, at.past_k, at.amask, at.window, &[1, 2, 3]);
+        let masked = g.scalar_f32(MASKED);
+        let scores = g.node("Where", &[&allowed, &scores, &masked], vec![]);
+        let probs = g.node("Softmax", &[&scores], vec![("axis", Attr::Int(-1))]);
+        let v5 = g.node("Unsqueeze", &[&present_v, &ax2], vec![]);
+        let o = g.node("MatMul", &[&probs, &v5], vec![]);
+        let o_shape = g.const_i64(&[0, nh as i64, -1, hd as i64]);
+        let o = g.node("Reshape", &[&o, &o_shape], vec![]);
+        let o = g.node(
+            "Transpose",
+            &[&o],
+            vec![("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+        );
+        let flat = g.const_i64(&[0, 0, (nh * hd) as i64]);
+        let o = g.node("Reshape", &[&o, &flat], vec![]);
+        Ok((o, present_k, present_v))
+    }
+
+    /// Attention with opset 23's `RotaryEmbedding` and `Attention` on `[b, s, h * hd]`
+    /// projections (no head transposes); returns what [`Self::attention_basic`] does.
+    fn attention_fused(
+        &self,
+        g: &mut GraphBuilder,
+        q: &str,
+        k: &str,
+        v: &str,
+        at: &Attn<'_>,
+    ) -> Result<(String, String, String)> {
+        let c = self.cfg;
+        let (hd, nh, nkv) = (c.head_dim, c.num_heads, c.num_kv_heads);
+        let a = at.prefix;
+        let (mut q, mut k) = (q.to_string(), k.to_string());
+        if c.family == Family::Gemma3 {
+            // Per-head norms over [b, s, h, hd], then back to [b, s, h * hd].
+            let per_head = |g: &mut GraphBuilder, t: &str, n: usize, w: &str| -> Result<String> {
+                let split = g.const_i64(&[0, 0, n as i64, hd as i64]);
+                let t4 = g.node("Reshape", &[t, &split], vec![]);
+                let normed = self.rms_norm(g, &t4, w, hd)?;
+                let flat = g.const_i64(&[0, 0, (n * hd) as i64]);
+                Ok(g.node("Reshape", &[&normed, &flat], vec![]))
+            };
+            q = per_head(g, &q, nh, &format!("{a}.q_norm.weight"))?;
+            k = per_head(g, &k, nkv, &format!("{a}.k_norm.weight"))?;
+        }
+        // cos and sin [b, s, hd / 2] of the positions (no cache table: any position works).
+        let inv = at.rope.inv_freq(hd);
+        let inv = g.tensor_f32("rope.inv_freq", &[inv.len()], &inv);
+        let pf = g.node("Cast", &[at.pos], vec![("to", Attr::Int(FLOAT as i64))]);
+        let last = g.const_i64(&[-1]);
+        let p3 = g.node("Unsqueeze", &[&pf, &last], vec![]);
+        let freqs = g.node("Mul", &[&p3, &inv], vec![]);
+        let cos = g.node("Cos", &[&freqs], vec![]);
+        let sin = g.node("Sin", &[&freqs], vec![]);
+        let rotate = |g: &mut GraphBuilder, t: &str, n: usize| {
+            g.node(
+                "RotaryEmbedding",
+                &[t, &cos, &sin],
+                vec![("num_heads", Attr::Int(n as i64))],
+            )
+        };
+        let q = rotate(g, &q, nh);
+        let k = rotate(g, &k, nkv);
+        // The boolean mask as an additive one, finite (see MASKED).
+        let allowed = attention_mask(g, at.hidden, at.past_k, at.amask, at.window, &[1, 2]);
+        let zero = g.scalar_f32(0.0);
+        let masked = g.scalar_f32(MASKED);
+        let bias = g.node("Where", &[&allowed, &zero, &masked], vec![]);
+        let o = format!("{a}.attention");
+        g.node_multi(
+            "Attention",
+            &[&q, &k, v, &bias, at.past_k, at.past_v],
+            &[&o, "present_key", "present_value"],
+            vec![
+                ("q_num_heads", Attr::Int(nh as i64)),
+                ("kv_num_heads", Attr::Int(nkv as i64)),
+                ("scale", Attr::Float(c.attn_scale as f32)),
+            ],
+        );
+        Ok((o, "present_key".into(), "present_value".into()))
+    }
 }
 
 /// `tanh(x / cap) * cap`.
@@ -329,7 +457,9 @@ fn apply_rotary(g: &mut GraphBuilder, x: &str, cos: &str, sin: &str, hd: usize) 
     g.node("Add", &[&a, &b], vec![])
 }
 
-/// The boolean mask [batch, 1, 1, seq, total]: query `t` (absolute index `past + t`) may see
+/// The boolean mask [batch, 1, .., 1, seq, total] (`pad_axes`: where the padding mask
+/// `[batch, total]` gains its unit axes; `[1, 2, 3]` for the 5-d basic attention, `[1, 2]`
+/// for `Attention`'s `[batch, heads, seq, total]`): query `t` (absolute index `past + t`) may see
 /// key `k` iff `k <= past + t`, `attention_mask[k] == 1`, and, with a window,
 /// `past + t - k < window` (transformers' `kv_idx > q_idx - sliding_window`).
 fn attention_mask(
@@ -338,6 +468,7 @@ fn attention_mask(
     past_key: &str,
     amask: &str,
     window: Option<usize>,
+    pad_axes: &[i64],
 ) -> String {
     let past = g.node(
         "Shape",
@@ -367,7 +498,7 @@ fn attention_mask(
         allowed = g.node("And", &[&allowed, &within], vec![]);
     }
     let pad = g.node("Cast", &[amask], vec![("to", Attr::Int(BOOL as i64))]);
-    let axes = g.const_i64(&[1, 2, 3]);
+    let axes = g.const_i64(pad_axes);
     let pad = g.node("Unsqueeze", &[&pad, &axes], vec![]);
     g.node("And", &[&allowed, &pad], vec![])
 }

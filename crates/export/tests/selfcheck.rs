@@ -6,7 +6,7 @@
 //! with inline weights.
 
 use serde_json::{Value, json};
-use xlpatch_export::{Dtype, ExportOptions, Manifest, export};
+use xlpatch_export::{Dtype, ExportOptions, GraphOps, Manifest, export};
 
 use crate::support::{Cache, Pass, Runner, TempDir, max_diff_rows, write_checkpoint};
 
@@ -43,6 +43,15 @@ fn gemma_softcap() -> Value {
         "rope_theta": 100000.0, "rope_local_base_freq": 1000.0,
         "attn_logit_softcapping": 2.0, "final_logit_softcapping": 3.0
     })
+}
+
+/// Gemma 3 without softcapping: the fused `Attention` path with per-head norms and a window.
+fn gemma_window() -> Value {
+    let mut c = gemma_softcap();
+    let o = c.as_object_mut().expect("object");
+    o.remove("attn_logit_softcapping");
+    o.remove("final_logit_softcapping");
+    c
 }
 
 fn qwen2_window() -> Value {
@@ -119,8 +128,14 @@ fn export_to(
 fn consistency(name: &str, config: Value, shards: usize) {
     let src = TempDir::new(&format!("self-src-{name}"));
     write_checkpoint(src.path(), &config, 7, shards);
-    let out = TempDir::new(&format!("self-out-{name}"));
-    let m = export_to(src.path(), out.path(), |_| {});
+    for ops in [GraphOps::Fused, GraphOps::Basic] {
+        consistency_with(&format!("{name}/{ops:?}"), src.path(), ops);
+    }
+}
+
+fn consistency_with(name: &str, src: &std::path::Path, ops: GraphOps) {
+    let out = TempDir::new(&format!("self-out-{}", name.replace('/', "-")));
+    let m = export_to(src, out.path(), |o| o.ops = ops);
     let (d, v) = (m.hidden_size, m.vocab_size);
     let mut r = Runner::open(out.path());
     let inp = inputs();
@@ -204,6 +219,62 @@ fn llama_with_biases_llama3_rope_and_shards() {
 #[test]
 fn gemma3_with_softcapping() {
     consistency("gemma3-softcap", gemma_softcap(), 1);
+}
+
+#[test]
+fn gemma3_with_a_window_shorter_than_the_prompt() {
+    consistency("gemma3-window", gemma_window(), 1);
+}
+
+/// The fused block (opset 23's RMSNormalization, RotaryEmbedding, Attention) computes what
+/// the spelled-out one does: a padded batch, then one more token with the cache.
+#[test]
+fn fused_and_basic_blocks_agree() {
+    let configs = [
+        ("llama-biases", llama_biases()),
+        ("mistral-window", mistral_window()),
+        ("qwen2-window", qwen2_window()),
+        ("gemma3-window", gemma_window()),
+        ("gemma3-softcap", gemma_softcap()),
+    ];
+    for (name, config) in configs {
+        let src = TempDir::new(&format!("ops-src-{name}"));
+        write_checkpoint(src.path(), &config, 13, 1);
+        let fused = TempDir::new(&format!("ops-fused-{name}"));
+        let basic = TempDir::new(&format!("ops-basic-{name}"));
+        let m = export_to(src.path(), fused.path(), |o| o.ops = GraphOps::Fused);
+        assert_eq!(m.ops, GraphOps::Fused);
+        let mb = export_to(src.path(), basic.path(), |o| o.ops = GraphOps::Basic);
+        assert_eq!(mb.ops, GraphOps::Basic);
+        let inp = inputs();
+        let pairs = valid_pairs(&inp);
+        let mut a = Runner::open(fused.path());
+        let mut b = Runner::open(basic.path());
+        let (mut ca, mut cb) = (a.empty_cache(), b.empty_cache());
+        let pa = a.forward(BATCH, &inp.ids, &inp.mask, &inp.pos, &mut ca);
+        let pb = b.forward(BATCH, &inp.ids, &inp.mask, &inp.pos, &mut cb);
+        let whole = diff(&pa, &pb, &pairs, m.hidden_size, m.vocab_size);
+        // One more token per row, over the caches each graph wrote.
+        let next_mask: Vec<i64> = (0..BATCH)
+            .flat_map(|row| {
+                let mut m = inp.mask[row * SEQ..(row + 1) * SEQ].to_vec();
+                m.push(1);
+                m
+            })
+            .collect();
+        let next_pos: Vec<i64> = (0..BATCH)
+            .map(|row| inp.pos[row * SEQ + SEQ - 1] + 1)
+            .collect();
+        let qa = a.forward(BATCH, &[4, 9], &next_mask, &next_pos, &mut ca);
+        let qb = b.forward(BATCH, &[4, 9], &next_mask, &next_pos, &mut cb);
+        let rows: Vec<_> = (0..BATCH).map(|r| (r, r)).collect();
+        let step = diff(&qa, &qb, &rows, m.hidden_size, m.vocab_size);
+        println!("selfcheck {name:14}: fused vs basic {whole:.2e}, next token {step:.2e}");
+        assert!(
+            whole <= 1e-5 && step <= 1e-5,
+            "{name}: fused vs basic {whole:e}, next token {step:e}"
+        );
+    }
 }
 
 #[test]

@@ -111,7 +111,10 @@ pub fn gemma() -> Option<PathBuf> {
         return None;
     }
     let out = out_dir().join("models/gemma-3-270m");
-    if !out.join("manifest.json").is_file() {
+    // Reused unless missing or built from other operators than the exporter's default.
+    let current =
+        xlpatch_model::Manifest::read(&out).is_ok_and(|m| m.ops == xlpatch_model::GraphOps::Fused);
+    if !current {
         println!("exporting {} into {} (once)", gguf.display(), out.display());
         // A half-written export of a killed run is replaced whole.
         let _ = std::fs::remove_dir_all(&out);
