@@ -243,9 +243,10 @@ pub struct SweepConfig {
     /// Targets (units) computed together: their unpatched runs, source latents, heads and
     /// greedy generations share backend calls (fewer, larger calls; the results equal those of
     /// one target at a time to float tolerance), bounded by memory. Default 1: on CPU every
-    /// block call copies its rows' whole KV caches in and out, which batching does not save
-    /// (measured: no gain on Gemma-3-270M, a quarter slower on the fixture series); a backend
-    /// with a large cost per call (a GPU) is where it pays.
+    /// block call copies its rows' whole KV caches in and out, so larger calls cost what the
+    /// calls they replace did, and a batch generates until its slowest row stops (measured
+    /// slower on both the fixture series and Gemma-3-270M); it is meant for backends whose
+    /// calls have a large fixed cost.
     pub target_batch: usize,
     /// The prompt template.
     pub template: TemplateConfig,

@@ -696,11 +696,12 @@ fn best_rank(probs: &[f32], ids: &[u32]) -> usize {
     1 + probs.iter().filter(|&&p| p > best).count()
 }
 
-/// The rows of several units of one checkpoint, computed together (DESIGN §2): their
-/// unpatched runs in one batch per block (each from its shared few-shot prefix), every
-/// source latent of every unit in one batch, the patched runs of each unit and setting, and
-/// one batched greedy generation for every row of every run. Equal, unit by unit, to
-/// computing each alone to float tolerance (a test holds a batch of 8 to one at a time).
+/// The rows of one unit or of several of one checkpoint, computed together (DESIGN §2):
+/// their unpatched runs in one batch per block (each from its shared few-shot prefix), every
+/// source latent in one batch, the patched runs of each unit and setting with one head call
+/// for all, and one batched greedy generation for every row of every run. Equal, unit by
+/// unit, to computing each alone to float tolerance (the sweep test compares batches of 2
+/// with one unit at a time).
 #[allow(clippy::too_many_arguments)]
 fn run_units(
     config: &SweepConfig,

@@ -34,6 +34,29 @@ fn sorted(mut rows: Vec<Row>) -> Vec<Row> {
     rows
 }
 
+/// The same rows in the same order: equal generations, probabilities within 1e-5.
+fn assert_same_rows(got: &[Row], want: &[Row]) {
+    assert_eq!(got.len(), want.len());
+    for (a, b) in got.iter().zip(want) {
+        assert_eq!(
+            (&a.unit, &a.setting, a.start_layer, &a.generation_ids),
+            (&b.unit, &b.setting, b.start_layer, &b.generation_ids)
+        );
+        for (x, y) in [
+            (a.p_src_out, b.p_src_out),
+            (a.p_tgt_out, b.p_tgt_out),
+            (a.p_src_in, b.p_src_in),
+            (a.p_tgt_in, b.p_tgt_in),
+            (a.p_src_other, b.p_src_other),
+            (a.p_tgt_other, b.p_tgt_other),
+            (a.p_src_out_aug, b.p_src_out_aug),
+            (a.p_tgt_out_aug, b.p_tgt_out_aug),
+        ] {
+            assert!((x - y).abs() <= 1e-5, "{a:?} {b:?}");
+        }
+    }
+}
+
 #[test]
 fn a_sweep_writes_rows_resumes_and_shards() {
     let registry = registry();
@@ -135,23 +158,7 @@ fn a_sweep_writes_rows_resumes_and_shards() {
         &mut |_| {},
     )
     .unwrap();
-    let naive_rows = read_rows(&naive_dir).unwrap();
-    assert_eq!(naive_rows.len(), rows.len());
-    for (a, b) in naive_rows.iter().zip(&rows) {
-        assert_eq!(
-            (&a.unit, &a.setting, a.start_layer, &a.generation_ids),
-            (&b.unit, &b.setting, b.start_layer, &b.generation_ids)
-        );
-        for (x, y) in [
-            (a.p_src_out, b.p_src_out),
-            (a.p_tgt_out, b.p_tgt_out),
-            (a.p_src_other, b.p_src_other),
-            (a.p_src_out_aug, b.p_src_out_aug),
-            (a.p_tgt_out_aug, b.p_tgt_out_aug),
-        ] {
-            assert!((x - y).abs() <= 1e-5, "{a:?} {b:?}");
-        }
-    }
+    assert_same_rows(&read_rows(&naive_dir).unwrap(), &rows);
 
     // Targets computed together (batches of 2 and 1 per checkpoint) give the same rows, and
     // a batched sweep resumes one that ran one target at a time (the stored config is the
@@ -170,25 +177,7 @@ fn a_sweep_writes_rows_resumes_and_shards() {
         &mut |_| {},
     )
     .unwrap();
-    let batched_rows = read_rows(&batched_dir).unwrap();
-    assert_eq!(batched_rows.len(), rows.len());
-    for (a, b) in batched_rows.iter().zip(&rows) {
-        assert_eq!(
-            (&a.unit, &a.setting, a.start_layer, &a.generation_ids),
-            (&b.unit, &b.setting, b.start_layer, &b.generation_ids)
-        );
-        for (x, y) in [
-            (a.p_src_out, b.p_src_out),
-            (a.p_tgt_out, b.p_tgt_out),
-            (a.p_src_in, b.p_src_in),
-            (a.p_src_other, b.p_src_other),
-            (a.p_tgt_other, b.p_tgt_other),
-            (a.p_src_out_aug, b.p_src_out_aug),
-            (a.p_tgt_out_aug, b.p_tgt_out_aug),
-        ] {
-            assert!((x - y).abs() <= 1e-5, "{a:?} {b:?}");
-        }
-    }
+    assert_same_rows(&read_rows(&batched_dir).unwrap(), &rows);
     let timings = std::fs::read_to_string(batched_dir.join("timings.jsonl")).unwrap();
     let batches: Vec<u64> = timings
         .lines()

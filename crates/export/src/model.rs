@@ -204,8 +204,9 @@ impl Exporter<'_> {
             },
             prefix: &a,
         };
-        // ONNX's Attention has applied its softcap after the mask in some versions (a masked
-        // key then keeps weight), so a softcapped model keeps the spelled-out attention.
+        // A softcap must act before the mask (after it, a masked key keeps weight); where
+        // `Attention` applies it has changed between ONNX versions, so rather than depend on a
+        // runtime's choice, a softcapped model keeps the spelled-out attention.
         let (o, present_k, present_v) = if self.ops == GraphOps::Fused && c.attn_softcap.is_none() {
             self.attention_fused(&mut g, &q, &k, &v, &at)?
         } else {
