@@ -64,6 +64,10 @@ fn a_sweep_writes_rows_resumes_and_shards() {
     let series = series(root.path());
     let config = config(&series);
     let base = Path::new("/");
+    // The whole sweep of `config` into `dir`.
+    let sweep = |config: &SweepConfig, dir: &Path| {
+        run(config, &registry, base, dir, Shard::default(), &mut |_| {}).unwrap()
+    };
 
     // The whole sweep.
     let full = root.path().join("full");
@@ -149,15 +153,7 @@ fn a_sweep_writes_rows_resumes_and_shards() {
         method: Method::Naive,
         ..config.clone()
     };
-    run(
-        &naive_config,
-        &registry,
-        base,
-        &naive_dir,
-        Shard::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    sweep(&naive_config, &naive_dir);
     assert_same_rows(&read_rows(&naive_dir).unwrap(), &rows);
 
     // Targets computed together (batches of 2 and 1 per checkpoint) give the same rows, and
@@ -168,15 +164,7 @@ fn a_sweep_writes_rows_resumes_and_shards() {
         target_batch: 2,
         ..config.clone()
     };
-    run(
-        &batched_config,
-        &registry,
-        base,
-        &batched_dir,
-        Shard::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    sweep(&batched_config, &batched_dir);
     assert_same_rows(&read_rows(&batched_dir).unwrap(), &rows);
     let timings = std::fs::read_to_string(batched_dir.join("timings.jsonl")).unwrap();
     let batches: Vec<u64> = timings
@@ -188,27 +176,11 @@ fn a_sweep_writes_rows_resumes_and_shards() {
         })
         .collect();
     assert_eq!(batches, [2, 2, 1, 2, 2, 1]);
-    let resumed_batched = run(
-        &batched_config,
-        &registry,
-        base,
-        &full,
-        Shard::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let resumed_batched = sweep(&batched_config, &full);
     assert_eq!((resumed_batched.ran, resumed_batched.resumed), (0, 6));
 
     // A rerun finds everything done.
-    let again = run(
-        &config,
-        &registry,
-        base,
-        &full,
-        Shard::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let again = sweep(&config, &full);
     assert_eq!((again.ran, again.resumed), (0, 6));
     assert_eq!(read_rows(&full).unwrap(), rows);
 
@@ -220,15 +192,7 @@ fn a_sweep_writes_rows_resumes_and_shards() {
     }
     let jsonl = std::fs::read(full.join(JSONL_FILE)).unwrap();
     std::fs::write(killed.join(JSONL_FILE), &jsonl[..jsonl.len() * 3 / 5]).unwrap();
-    let resumed = run(
-        &config,
-        &registry,
-        base,
-        &killed,
-        Shard::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let resumed = sweep(&config, &killed);
     assert!(resumed.resumed >= 2 && resumed.ran >= 1 && resumed.ran + resumed.resumed == 6);
     assert_eq!(read_rows(&killed).unwrap(), rows);
     let csv = std::fs::read_to_string(killed.join("results.csv")).unwrap();
@@ -287,16 +251,11 @@ fn a_prompt_set_replays_exactly() {
         ..config(&series)
     };
     let base = Path::new("/");
+    let sweep = |config: &SweepConfig, dir: &Path| {
+        run(config, &registry, base, dir, Shard::default(), &mut |_| {}).unwrap()
+    };
     let first = root.path().join("first");
-    run(
-        &config,
-        &registry,
-        base,
-        &first,
-        Shard::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    sweep(&config, &first);
     let prompts = first.join("prompts.jsonl");
     let replay = SweepConfig {
         seed: 7,
@@ -304,15 +263,7 @@ fn a_prompt_set_replays_exactly() {
         ..config.clone()
     };
     let second = root.path().join("second");
-    run(
-        &replay,
-        &registry,
-        base,
-        &second,
-        Shard::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    sweep(&replay, &second);
     assert_eq!(read_rows(&second).unwrap(), read_rows(&first).unwrap());
     assert_eq!(
         std::fs::read_to_string(second.join("prompts.jsonl")).unwrap(),
