@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use xlpatch_core::model::{BackendOptions, Model, argmax, softmax};
+use xlpatch_core::patch::{Baseline, Generation};
 
 #[derive(Debug, Args)]
 pub(crate) struct PredictArgs {
@@ -78,11 +79,20 @@ pub(crate) fn predict(args: PredictArgs, plugin_dirs: &[PathBuf]) -> Result<()> 
         .into_iter()
         .filter_map(|i| u32::try_from(i).ok())
         .collect();
-    let (logits, generated) = model.greedy(&ids, args.max_new_tokens, &|id| eos.contains(&id))?;
-    let probs = softmax(&logits);
+    let base = Baseline::run(&mut model, &ids)?;
+    let stop = |id: u32| eos.contains(&id);
+    let generated = base.generate(
+        &mut model,
+        &Generation {
+            max_new: args.max_new_tokens,
+            stop: &stop,
+        },
+    )?;
+    let logits = base.logits();
+    let probs = softmax(logits);
     let mut order: Vec<usize> = (0..probs.len()).collect();
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-    debug_assert_eq!(order.first().copied(), Some(argmax(&logits)));
+    debug_assert_eq!(order.first().copied(), Some(argmax(logits)));
     let top: Vec<(usize, f32, String)> = order
         .iter()
         .take(args.top_k)

@@ -9,6 +9,7 @@ use std::process::Command;
 use serde_json::Value;
 use xlpatch_core::abi::loader::Registry;
 use xlpatch_core::model::{BackendOptions, Model};
+use xlpatch_core::patch::Baseline;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -96,7 +97,8 @@ fn gemma_translates_livre_to_buch_and_matches_transformers() {
         .map(|v| v.as_u64().unwrap() as u32)
         .collect();
     assert_eq!(ids, golden_ids, "tokenization differs from the oracle's");
-    let (logits, _) = model.greedy(&ids, 0, &|_| true).unwrap();
+    let base = Baseline::run(&mut model, &ids).unwrap();
+    let logits = base.logits();
     let last = &goldens["last_position"];
     let mut pairs: Vec<(usize, f64)> = last["top20"]
         .as_array()

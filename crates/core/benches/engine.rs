@@ -24,8 +24,9 @@ use xlpatch_core::abi::loader::Registry;
 use xlpatch_core::latents::{combine, residuals, residuals_batch};
 use xlpatch_core::model::{LayerKv, Model};
 use xlpatch_core::patch::{Baseline, Batching, Generation, Patch, Scope, incremental, naive};
+use xlpatch_core::prefix::PrefixRun;
 
-use common::{Target, incremental_layer, keep, naive_layer, open, replace, stops, target};
+use common::{Target, incremental_layer, naive_layer, open, replace, stops, target};
 
 fn bench_model(
     c: &mut Criterion,
@@ -59,7 +60,7 @@ fn bench_model(
 
     // The hand-rolled single start layer must be the engine's row 0 (else it measures
     // something else).
-    let kept = keep(model, &target.ids);
+    let kept = PrefixRun::run(model, &target.ids).unwrap();
     let one = xlpatch_core::model::softmax(&incremental_layer(model, &strategy, &target, &kept, 0));
     let base = Baseline::run(model, &target.ids).unwrap();
     let all = incremental(

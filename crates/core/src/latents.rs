@@ -8,7 +8,7 @@
 use xlpatch_abi::{Extractor, TensorMut, TensorRef};
 
 use crate::Error;
-use crate::model::{LayerKv, Model};
+use crate::model::Model;
 use crate::prefix::{Continuation, PrefixRun};
 use crate::prompt::{Prompt, PromptKind, Tokenized};
 
@@ -51,24 +51,11 @@ pub fn residuals(model: &mut Model, ids: &[u32], position: usize) -> Result<Vec<
     }
     let info = model.info();
     let (n_layers, d) = (info.n_layers as usize, info.d_model as usize);
-    let t = position + 1;
-    let ids: Vec<i64> = ids[..t].iter().map(|&i| i64::from(i)).collect();
-    let mut hidden = model.embed(&ids, 1)?;
-    let positions: Vec<i64> = (0..t as i64).collect();
     let mut out = Vec::with_capacity(n_layers * d);
-    model.run_layers(
-        0..n_layers,
-        &mut hidden,
-        1,
-        &positions,
-        &vec![1; t],
-        &vec![LayerKv::default(); n_layers],
-        0,
-        &mut |_, h| {
-            out.extend_from_slice(&h[position * d..(position + 1) * d]);
-            Ok(())
-        },
-    )?;
+    model.run_prompt(&ids[..=position], &mut |_, h| {
+        out.extend_from_slice(&h[position * d..(position + 1) * d]);
+        Ok(())
+    })?;
     Ok(out)
 }
 

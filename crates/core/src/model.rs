@@ -269,57 +269,30 @@ impl Model {
         Ok(logits)
     }
 
-    /// Greedy decoding of one unpadded prompt: the next-token logits after the prompt, and up
-    /// to `max_new` generated ids (stopping early when `stop(id)` says so, that id included).
-    pub fn greedy(
+    /// Runs one unpadded prompt from its first token through every block (`hook` after each,
+    /// as in [`Model::run_layers`]). Returns the last block's output `[T, d]` and every
+    /// block's cache `[1, kv, T, hd]`.
+    pub fn run_prompt(
         &mut self,
-        prompt: &[u32],
-        max_new: usize,
-        stop: &dyn Fn(u32) -> bool,
-    ) -> Result<(Vec<f32>, Vec<u32>), Error> {
+        ids: &[u32],
+        hook: &mut LayerHook<'_>,
+    ) -> Result<(Vec<f32>, Vec<LayerKv>), Error> {
         let n_layers = self.info.n_layers as usize;
-        let ids: Vec<i64> = prompt.iter().map(|&i| i64::from(i)).collect();
+        let t = ids.len();
+        let ids: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
         let mut hidden = self.embed(&ids, 1)?;
-        let positions: Vec<i64> = (0..ids.len() as i64).collect();
-        let mask = vec![1i64; ids.len()];
-        let empty = vec![LayerKv::default(); n_layers];
-        let mut cache = self.run_layers(
+        let positions: Vec<i64> = (0..t as i64).collect();
+        let cache = self.run_layers(
             0..n_layers,
             &mut hidden,
             1,
             &positions,
-            &mask,
-            &empty,
+            &vec![1; t],
+            &vec![LayerKv::default(); n_layers],
             0,
-            &mut |_, _| Ok(()),
+            hook,
         )?;
-        let d = self.info.d_model as usize;
-        let first = self.logits(&hidden[hidden.len() - d..])?;
-        let mut generated = Vec::new();
-        let mut logits = first.clone();
-        let mut len = ids.len();
-        while generated.len() < max_new {
-            let next = argmax(&logits) as u32;
-            generated.push(next);
-            if stop(next) || generated.len() == max_new {
-                break;
-            }
-            let mut hidden = self.embed(&[i64::from(next)], 1)?;
-            let mask = vec![1i64; len + 1];
-            cache = self.run_layers(
-                0..n_layers,
-                &mut hidden,
-                1,
-                &[len as i64],
-                &mask,
-                &cache,
-                len,
-                &mut |_, _| Ok(()),
-            )?;
-            len += 1;
-            logits = self.logits(&hidden)?;
-        }
-        Ok((first, generated))
+        Ok((hidden, cache))
     }
 }
 

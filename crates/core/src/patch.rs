@@ -134,10 +134,6 @@ pub struct Baseline {
     logits: Vec<f32>,
 }
 
-fn ids_i64(ids: &[u32]) -> Vec<i64> {
-    ids.iter().map(|&i| i64::from(i)).collect()
-}
-
 fn shape(model: &Model) -> (usize, usize, usize, usize) {
     let info = model.info();
     (
@@ -330,10 +326,6 @@ pub fn naive(
     check(model, t, patch)?;
     let (n_layers, d, _, _) = shape(model);
     let vocab = model.info().vocab as usize;
-    let ids64 = ids_i64(ids);
-    let positions: Vec<i64> = (0..t as i64).collect();
-    let mask = vec![1i64; t];
-    let empty = vec![LayerKv::default(); n_layers];
     let site = [PatchSite {
         batch: 0,
         position: patch.position,
@@ -341,23 +333,13 @@ pub fn naive(
     let mut probs = Vec::with_capacity(n_layers * vocab);
     let mut generations = Vec::with_capacity(n_layers);
     for j in 0..n_layers {
-        let mut hidden = model.embed(&ids64, 1)?;
-        let cache = model.run_layers(
-            0..n_layers,
-            &mut hidden,
-            1,
-            &positions,
-            &mask,
-            &empty,
-            0,
-            &mut |layer, out| {
-                if patch.scope.patches(j, layer) {
-                    let latent = &patch.latent[layer * d..(layer + 1) * d];
-                    apply(strategy, layer, out, [1, t, d], &site, latent)?;
-                }
-                Ok(())
-            },
-        )?;
+        let (hidden, cache) = model.run_prompt(ids, &mut |layer, out| {
+            if patch.scope.patches(j, layer) {
+                let latent = &patch.latent[layer * d..(layer + 1) * d];
+                apply(strategy, layer, out, [1, t, d], &site, latent)?;
+            }
+            Ok(())
+        })?;
         let logits = model.logits(&hidden[(t - 1) * d..])?;
         probs.extend(softmax(&logits));
         let mut row = greedy_batch(model, cache, &[t], logits, generation)?;

@@ -26,25 +26,11 @@ impl PrefixRun {
         if ids.is_empty() {
             return Err(Error::Inconsistent("an empty prompt cannot be run".into()));
         }
-        let n_layers = model.info().n_layers as usize;
-        let t = ids.len();
-        let embedded: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
-        let mut hidden = model.embed(&embedded, 1)?;
-        let positions: Vec<i64> = (0..t as i64).collect();
-        let mut outputs = Vec::with_capacity(n_layers);
-        let cache = model.run_layers(
-            0..n_layers,
-            &mut hidden,
-            1,
-            &positions,
-            &vec![1; t],
-            &vec![LayerKv::default(); n_layers],
-            0,
-            &mut |_, out| {
-                outputs.push(out.to_vec());
-                Ok(())
-            },
-        )?;
+        let mut outputs = Vec::with_capacity(model.info().n_layers as usize);
+        let (_, cache) = model.run_prompt(ids, &mut |_, out| {
+            outputs.push(out.to_vec());
+            Ok(())
+        })?;
         Ok(PrefixRun {
             ids: ids.to_vec(),
             cache,
@@ -55,6 +41,16 @@ impl PrefixRun {
     /// The prefix's tokens.
     pub fn ids(&self) -> &[u32] {
         &self.ids
+    }
+
+    /// Every block's cache, `[1, kv, P, hd]` each.
+    pub fn cache(&self) -> &[LayerKv] {
+        &self.cache
+    }
+
+    /// Every block's output, `[P * d]` each.
+    pub fn outputs(&self) -> &[Vec<f32>] {
+        &self.outputs
     }
 
     /// Its length in tokens.

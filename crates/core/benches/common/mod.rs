@@ -16,6 +16,7 @@ use xlpatch_core::abi::loader::{DynPatchStrategy, Registry};
 use xlpatch_core::abi::{PatchSite, PatchStrategy, TensorMut, TensorRef};
 use xlpatch_core::latents::{combine, residuals};
 use xlpatch_core::model::{BackendOptions, LayerKv, Model};
+use xlpatch_core::prefix::PrefixRun;
 use xlpatch_core::prompt::{PromptBuilder, PromptKind, Template};
 use xlpatch_core::rng::Rng;
 
@@ -198,39 +199,6 @@ pub fn replace(registry: &Registry) -> DynPatchStrategy {
         .unwrap()
 }
 
-/// An unpatched run kept for [`incremental_layer`]: every block's output and cache.
-pub struct Kept {
-    outputs: Vec<Vec<f32>>,
-    cache: Vec<LayerKv>,
-}
-
-/// Runs `ids` through the whole model keeping every block's output and cache (what
-/// `patch::Baseline` keeps, rebuilt here from the public `Model` calls because a single start
-/// layer is not an engine entry point).
-pub fn keep(model: &mut Model, ids: &[u32]) -> Kept {
-    let n = model.info().n_layers as usize;
-    let t = ids.len();
-    let ids: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
-    let mut hidden = model.embed(&ids, 1).unwrap();
-    let mut outputs = Vec::with_capacity(n);
-    let cache = model
-        .run_layers(
-            0..n,
-            &mut hidden,
-            1,
-            &(0..t as i64).collect::<Vec<_>>(),
-            &vec![1; t],
-            &vec![LayerKv::default(); n],
-            0,
-            &mut |_, out| {
-                outputs.push(out.to_vec());
-                Ok(())
-            },
-        )
-        .unwrap();
-    Kept { outputs, cache }
-}
-
 fn patch_row(
     strategy: &dyn PatchStrategy,
     layer: usize,
@@ -262,40 +230,29 @@ pub fn naive_layer(
     target: &Target,
     j: usize,
 ) -> Vec<f32> {
-    let n = model.info().n_layers as usize;
     let d = model.info().d_model as usize;
     let t = target.ids.len();
-    let ids: Vec<i64> = target.ids.iter().map(|&i| i64::from(i)).collect();
-    let mut hidden = model.embed(&ids, 1).unwrap();
-    model
-        .run_layers(
-            0..n,
-            &mut hidden,
-            1,
-            &(0..t as i64).collect::<Vec<_>>(),
-            &vec![1; t],
-            &vec![LayerKv::default(); n],
-            0,
-            &mut |layer, out| {
-                if layer >= j {
-                    let latent = &target.latent[layer * d..(layer + 1) * d];
-                    patch_row(strategy, layer, out, t, target.position, latent);
-                }
-                Ok(())
-            },
-        )
+    let (hidden, _) = model
+        .run_prompt(&target.ids, &mut |layer, out| {
+            if layer >= j {
+                let latent = &target.latent[layer * d..(layer + 1) * d];
+                patch_row(strategy, layer, out, t, target.position, latent);
+            }
+            Ok(())
+        })
         .unwrap();
     model.logits(&hidden[(t - 1) * d..]).unwrap()
 }
 
-/// Start layer `j` incrementally (DESIGN §2), from a kept unpatched run: block `j`'s output
+/// Start layer `j` incrementally (DESIGN §2), from the unpatched run of the whole prompt
+/// (`PrefixRun::run` of it keeps every block's output and cache): block `j`'s output
 /// at positions `p..T` with row `p` patched, through blocks `j+1..L` over the cached keys and
 /// values of positions `< p`, then the head on the last position. Returns the logits.
 pub fn incremental_layer(
     model: &mut Model,
     strategy: &dyn PatchStrategy,
     target: &Target,
-    kept: &Kept,
+    kept: &PrefixRun,
     j: usize,
 ) -> Vec<f32> {
     let info = model.info();
@@ -303,7 +260,7 @@ pub fn incremental_layer(
     let (heads, hd) = (info.n_kv_heads as usize, info.head_dim as usize);
     let (t, p) = (target.ids.len(), target.position);
     let s = t - p;
-    let mut hidden = kept.outputs[j][p * d..].to_vec();
+    let mut hidden = kept.outputs()[j][p * d..].to_vec();
     patch_row(
         strategy,
         j,
@@ -319,7 +276,7 @@ pub fn incremental_layer(
             .copied()
             .collect()
     };
-    let past: Vec<LayerKv> = kept.cache[j + 1..]
+    let past: Vec<LayerKv> = kept.cache()[j + 1..]
         .iter()
         .map(|kv| LayerKv {
             key: cut(&kv.key),
