@@ -8,10 +8,9 @@
 //! Chromium is Debian's `chromium` package (`apt-get install chromium`); `CHROMIUM` names
 //! another binary.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -54,92 +53,6 @@ pub(crate) struct Checked {
     pub tables: usize,
 }
 
-/// The Chromium binary: `CHROMIUM`, else `chromium` or `chromium-browser` on the PATH.
-fn chromium() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("CHROMIUM") {
-        return Ok(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser"] {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Ok(p);
-            }
-        }
-    }
-    bail!(
-        "Chromium is not installed: the report's browser check needs it (Debian: `apt-get install \
-         chromium`; or set CHROMIUM to a Chromium binary)"
-    )
-}
-
-/// Runs headless Chromium on `url` with `extra` arguments and a fresh profile; returns its
-/// stdout and stderr. Killed after `limit`.
-fn headless(url: &str, extra: &[String], limit: Duration) -> Result<(String, String)> {
-    let profile = std::env::temp_dir().join(format!(
-        "xlpatch-chromium-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
-    let mut child = Command::new(chromium()?)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start Chromium")?;
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    // Readers on their own threads, so that a full pipe never blocks the browser.
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("Chromium did not finish within {} s", limit.as_secs());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let (out, err) = (
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default(),
-    );
-    let _ = std::fs::remove_dir_all(&profile);
-    if !status.success() {
-        bail!("Chromium failed ({status}):\n{err}");
-    }
-    Ok((out, err))
-}
-
 /// Opens `html` in headless Chromium: the DOM must hold `plots` inline SVGs and the console
 /// no error; then writes a screenshot to `screenshot`.
 pub(crate) fn check_in_browser(html: &Path, screenshot: &Path, plots: usize) -> Result<Checked> {
@@ -148,27 +61,14 @@ pub(crate) fn check_in_browser(html: &Path, screenshot: &Path, plots: usize) -> 
         .with_context(|| format!("{} does not exist", html.display()))?;
     let url = format!("file://{}", html.display());
     let limit = Duration::from_secs(120);
-    let (dom, log) = headless(
-        &url,
-        &[
-            "--dump-dom".into(),
-            "--enable-logging=stderr".into(),
-            "--v=0".into(),
-        ],
-        limit,
-    )?;
-    let errors: Vec<&str> = log
-        .lines()
-        .filter(|l| {
-            l.contains("Uncaught")
-                || l.contains("Failed to load resource")
-                || l.contains("net::ERR_")
-                || (l.contains("CONSOLE") && l.contains("rror"))
-        })
-        .collect();
-    if !errors.is_empty() {
-        bail!("the page logged errors in Chromium:\n{}", errors.join("\n"));
+    let page = xlpatch_browser::dump_dom(&url, limit)?;
+    if !page.errors.is_empty() {
+        bail!(
+            "the page logged errors in Chromium:\n{}",
+            page.errors.join("\n")
+        );
     }
+    let dom = page.dom;
     if !dom.contains("</html>") {
         bail!(
             "Chromium's DOM of {} is incomplete ({} bytes)",
@@ -188,14 +88,7 @@ pub(crate) fn check_in_browser(html: &Path, screenshot: &Path, plots: usize) -> 
         bail!("Chromium's DOM of {} holds no table", html.display());
     }
     let _ = std::fs::remove_file(screenshot);
-    headless(
-        &url,
-        &[
-            format!("--screenshot={}", screenshot.display()),
-            "--window-size=1400,4000".into(),
-        ],
-        limit,
-    )?;
+    xlpatch_browser::screenshot(&url, screenshot, (1400, 4000), limit)?;
     let bytes = std::fs::read(screenshot)
         .with_context(|| format!("Chromium wrote no screenshot {}", screenshot.display()))?;
     if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") || bytes.len() < 10_000 {
