@@ -85,6 +85,9 @@ pub(crate) struct Plot {
 
 type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
+/// A panel of a line figure: x and y both continuous.
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
 /// A figure that can be drawn on any backend.
 trait Figure {
     fn size(&self) -> (u32, u32);
@@ -220,7 +223,7 @@ fn frame<DB: DrawingBackend>(
 /// Decimals for tick labels of an axis from 0 to `max`.
 /// A curve of means with markers over its shaded confidence band, in `col`.
 fn mean_with_band<DB: DrawingBackend>(
-    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    chart: &mut Chart<'_, DB>,
     points: &[(usize, Estimate)],
     col: RGBColor,
 ) -> DrawResult<DB> {
@@ -255,6 +258,97 @@ fn axis_max(max: f64) -> f64 {
 
 fn fmt_est(e: &Estimate) -> String {
     format!("{:.4} [{:.4}, {:.4}]", e.mean, e.lo, e.hi)
+}
+
+/// What the panels of a line figure (layer curves, emergence curves) differ in.
+struct Axes<'a> {
+    /// The last x (the first is 0); `pad` is left free on both sides.
+    x_max: f64,
+    pad: f64,
+    ymax: f64,
+    x_labels: usize,
+    x_fmt: &'a dyn Fn(&f64) -> String,
+    x_desc: &'a str,
+    y_desc: &'a str,
+    tick_size: f64,
+    margin: u32,
+    x_area: u32,
+}
+
+/// A line figure's legend: its lines, then the band and (when drawn) the dashed baselines.
+fn band_legend(
+    mut lines: Vec<(Swatch, String)>,
+    has_baseline: bool,
+    baseline: &str,
+) -> Vec<(Swatch, String)> {
+    lines.push((
+        Swatch::Band(RGBColor(120, 120, 120)),
+        "95% bootstrap CI".into(),
+    ));
+    if has_baseline {
+        lines.push((Swatch::Dashed(RGBColor(80, 80, 80)), baseline.into()));
+    }
+    lines
+}
+
+/// The frame of a figure of `n` panels in rows of at most `max_cols`; returns the panels'
+/// areas.
+fn panel_areas<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    subtitle: &str,
+    legend: &[(Swatch, String)],
+    n: usize,
+    max_cols: usize,
+) -> Result<Vec<DrawingArea<DB, Shift>>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let body = frame(root, title, subtitle, legend, 84)?;
+    let body = body.margin(0, 0, 16, 16);
+    Ok(body.split_evenly(grid(n, max_cols)))
+}
+
+/// One panel's chart: caption, axes, mesh; y from 0 to `axes.ymax` with six labels.
+fn line_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    axes: &Axes<'_>,
+) -> Result<Chart<'a, DB>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, text_style(16.0, &TEXT))
+        .margin(axes.margin)
+        .x_label_area_size(axes.x_area)
+        .y_label_area_size(56)
+        .build_cartesian_2d(-axes.pad..axes.x_max + axes.pad, 0.0..axes.ymax)?;
+    let dec = decimals(axes.ymax);
+    let y_fmt = move |v: &f64| format!("{v:.dec$}");
+    chart
+        .configure_mesh()
+        .x_labels(axes.x_labels)
+        .y_labels(6)
+        .x_label_formatter(axes.x_fmt)
+        .y_label_formatter(&y_fmt)
+        .x_desc(axes.x_desc)
+        .y_desc(axes.y_desc)
+        .label_style(text_style(axes.tick_size, &TEXT))
+        .axis_desc_style(text_style(13.0, &TEXT))
+        .light_line_style(WHITE)
+        .bold_line_style(GRID)
+        .draw()?;
+    Ok(chart)
+}
+
+/// A dashed unpatched baseline through `points`, in `col`.
+fn dashed_baseline<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB>,
+    points: &[(f64, f64)],
+    col: RGBColor,
+) -> DrawResult<DB> {
+    chart.draw_series(DashedLineSeries::new(
+        points.iter().copied(),
+        6,
+        4,
+        col.stroke_width(1),
+    ))?;
+    Ok(())
 }
 
 /// A grid of `n` panels, at most `max_cols` wide.
@@ -300,28 +394,20 @@ impl Figure for LayerFigure {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let mut legend: Vec<(Swatch, String)> = self
+        let lines = self
             .metrics
             .iter()
             .map(|&m| (Swatch::Line(color(m)), METRICS[m].label.to_string()))
             .collect();
-        legend.push((
-            Swatch::Band(RGBColor(120, 120, 120)),
-            "95% bootstrap CI".into(),
-        ));
-        if self.has_baseline {
-            legend.push((
-                Swatch::Dashed(RGBColor(80, 80, 80)),
-                "unpatched baseline (same colour)".into(),
-            ));
-        }
-        let body = frame(root, &self.title, &self.subtitle, &legend, 84)?;
-        let body = body.margin(0, 0, 16, 16);
-        let (rows, cols) = grid(self.panels.len(), 4);
-        let areas = body.split_evenly((rows, cols));
-        let x_max = (self.layers.max(1) - 1) as f64;
-        let dec = decimals(self.ymax);
-        let y_fmt = move |v: &f64| format!("{v:.dec$}");
+        let legend = band_legend(lines, self.has_baseline, "unpatched baseline (same colour)");
+        let areas = panel_areas(
+            root,
+            &self.title,
+            &self.subtitle,
+            &legend,
+            self.panels.len(),
+            4,
+        )?;
         let x_fmt = |v: &f64| {
             if (v - v.round()).abs() < 1e-6 && *v >= 0.0 {
                 format!("{}", v.round() as i64)
@@ -329,35 +415,28 @@ impl Figure for LayerFigure {
                 String::new()
             }
         };
+        let axes = Axes {
+            x_max: (self.layers.max(1) - 1) as f64,
+            pad: 0.25,
+            ymax: self.ymax,
+            x_labels: self.layers.clamp(2, 12),
+            x_fmt: &x_fmt,
+            x_desc: "start layer j",
+            y_desc: "probability",
+            tick_size: 12.0,
+            margin: 8,
+            x_area: 40,
+        };
         for (panel, area) in self.panels.iter().zip(areas) {
-            let mut chart = ChartBuilder::on(&area)
-                .caption(&panel.label, text_style(16.0, &TEXT))
-                .margin(8)
-                .x_label_area_size(40)
-                .y_label_area_size(56)
-                .build_cartesian_2d(-0.25..x_max + 0.25, 0.0..self.ymax)?;
-            chart
-                .configure_mesh()
-                .x_labels(self.layers.clamp(2, 12))
-                .y_labels(6)
-                .x_label_formatter(&x_fmt)
-                .y_label_formatter(&y_fmt)
-                .x_desc("start layer j")
-                .y_desc("probability")
-                .label_style(text_style(12.0, &TEXT))
-                .axis_desc_style(text_style(13.0, &TEXT))
-                .light_line_style(WHITE)
-                .bold_line_style(GRID)
-                .draw()?;
+            let mut chart = line_chart(&area, &panel.label, &axes)?;
             for c in &panel.curves {
                 let col = color(c.metric);
                 if let Some(b) = c.baseline {
-                    chart.draw_series(DashedLineSeries::new(
-                        [(-0.25, b), (x_max + 0.25, b)],
-                        6,
-                        4,
-                        col.stroke_width(1),
-                    ))?;
+                    dashed_baseline(
+                        &mut chart,
+                        &[(-axes.pad, b), (axes.x_max + axes.pad, b)],
+                        col,
+                    )?;
                 }
                 mean_with_band(&mut chart, &c.points, col)?;
             }
@@ -783,29 +862,21 @@ impl Figure for EmergenceFigure {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let mut legend: Vec<(Swatch, String)> = self
+        let lines = self
             .languages
             .iter()
             .map(|(c, l)| (Swatch::Line(color(*c)), format!("out_T = {l}")))
             .collect();
-        legend.push((
-            Swatch::Band(RGBColor(120, 120, 120)),
-            "95% bootstrap CI".into(),
-        ));
-        if self.has_baseline {
-            legend.push((
-                Swatch::Dashed(RGBColor(80, 80, 80)),
-                "unpatched (same colour)".into(),
-            ));
-        }
-        let body = frame(root, &self.title, &self.subtitle, &legend, 84)?;
-        let body = body.margin(0, 0, 16, 16);
-        let (rows, cols) = grid(self.panels.len(), 3);
-        let areas = body.split_evenly((rows, cols));
+        let legend = band_legend(lines, self.has_baseline, "unpatched (same colour)");
+        let areas = panel_areas(
+            root,
+            &self.title,
+            &self.subtitle,
+            &legend,
+            self.panels.len(),
+            3,
+        )?;
         let n = self.checkpoints.len();
-        let x_max = (n.max(1) - 1) as f64;
-        let dec = decimals(self.ymax);
-        let y_fmt = move |v: &f64| format!("{v:.dec$}");
         let x_fmt = |v: &f64| {
             let i = v.round();
             if (v - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
@@ -814,35 +885,32 @@ impl Figure for EmergenceFigure {
                 String::new()
             }
         };
+        let axes = Axes {
+            x_max: (n.max(1) - 1) as f64,
+            pad: 0.3,
+            ymax: self.ymax,
+            x_labels: n.clamp(2, 12),
+            x_fmt: &x_fmt,
+            x_desc: "training step (checkpoints in order)",
+            y_desc: "best-layer P(C_S in out_T)",
+            tick_size: 11.0,
+            margin: 10,
+            x_area: 44,
+        };
         for (panel, area) in self.panels.iter().zip(areas) {
-            let mut chart = ChartBuilder::on(&area)
-                .caption(&panel.label, text_style(16.0, &TEXT))
-                .margin(10)
-                .x_label_area_size(44)
-                .y_label_area_size(56)
-                .build_cartesian_2d(-0.3..x_max + 0.3, 0.0..self.ymax)?;
-            chart
-                .configure_mesh()
-                .x_labels(n.clamp(2, 12))
-                .y_labels(6)
-                .x_label_formatter(&x_fmt)
-                .y_label_formatter(&y_fmt)
-                .x_desc("training step (checkpoints in order)")
-                .y_desc("best-layer P(C_S in out_T)")
-                .label_style(text_style(11.0, &TEXT))
-                .axis_desc_style(text_style(13.0, &TEXT))
-                .light_line_style(WHITE)
-                .bold_line_style(GRID)
-                .draw()?;
+            let mut chart = line_chart(&area, &panel.label, &axes)?;
             for line in &panel.lines {
                 let col = color(line.color);
                 if line.baseline.len() > 1 {
-                    chart.draw_series(DashedLineSeries::new(
-                        line.baseline.iter().map(|(i, b)| (*i as f64, *b)),
-                        6,
-                        4,
-                        col.stroke_width(1),
-                    ))?;
+                    dashed_baseline(
+                        &mut chart,
+                        &line
+                            .baseline
+                            .iter()
+                            .map(|(i, b)| (*i as f64, *b))
+                            .collect::<Vec<_>>(),
+                        col,
+                    )?;
                 }
                 mean_with_band(&mut chart, &line.points, col)?;
             }
