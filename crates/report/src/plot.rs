@@ -220,7 +220,6 @@ fn frame<DB: DrawingBackend>(
     Ok(body)
 }
 
-/// Decimals for tick labels of an axis from 0 to `max`.
 /// A curve of means with markers over its shaded confidence band, in `col`.
 fn mean_with_band<DB: DrawingBackend>(
     chart: &mut Chart<'_, DB>,
@@ -243,6 +242,7 @@ fn mean_with_band<DB: DrawingBackend>(
     Ok(())
 }
 
+/// Decimals for tick labels of an axis from 0 to `max`.
 fn decimals(max: f64) -> usize {
     if max <= 0.0 {
         return 1;
