@@ -245,8 +245,8 @@ pub struct SweepConfig {
     /// one target at a time to float tolerance), bounded by memory. Default 1: on CPU every
     /// block call copies its rows' whole KV caches in and out, so larger calls cost what the
     /// calls they replace did, and a batch generates until its slowest row stops (measured
-    /// slower on both the fixture series and Gemma-3-270M); it is meant for backends whose
-    /// calls have a large fixed cost.
+    /// slower on the fixture series, no consistent gain on Gemma-3-270M at 1.6× the memory);
+    /// it is meant for backends whose calls have a large fixed cost.
     pub target_batch: usize,
     /// The prompt template.
     pub template: TemplateConfig,
