@@ -21,7 +21,7 @@ use xlpatch_concepts::{Concept, ConceptTable, Lang};
 use xlpatch_core::latents::{combine, prompt_latent};
 use xlpatch_core::model::{BackendOptions, Model};
 use xlpatch_core::patch::{
-    Baseline, Batching, Generation, Patch, Scope, answer_stops, generate, patched,
+    Baseline, Batching, Generation, Patch, Scope, answer_stops, generate_many, patched,
 };
 use xlpatch_core::prompt::{DEFAULT_SHOTS, PromptBuilder, PromptKind, Template};
 use xlpatch_core::rng::Rng;
@@ -313,7 +313,7 @@ fn render_case(
     let base = Baseline::run(model, &tokens.ids).unwrap_or_else(|e| fail(e));
     let run =
         patched(model, &base, &patch, strategy, Batching::Layers, true).unwrap_or_else(|e| fail(e));
-    let mut gens = generate(model, &[&base.unpatched(), &run], &generation)
+    let mut gens = generate_many(model, &[&base.unpatched(), &run], &generation)
         .unwrap_or_else(|e| fail(e))
         .into_iter();
     let unpatched = gens

@@ -31,67 +31,11 @@ use crate::pairs::Collision;
 use crate::patch::Scope;
 use crate::prompt::{DEFAULT_SHOTS, Template};
 
-/// Which source prompts feed a patch's latent (DESIGN §1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Setting {
-    /// The target's own language pair, with C_S.
-    Tgt,
-    /// Every pair of two different languages the model saw, neither of them a target
-    /// language nor English, with C_S.
-    Seen,
-    /// English copy prompts of C_S.
-    EnEn,
-    /// Copy prompts of C_S in the target's output language.
-    #[serde(rename = "self")]
-    SelfCopy,
-    /// The target prompt itself, cut after its word (the identity control).
-    TgtTgt,
-    /// No patch.
-    Unpatched,
-}
+pub use xlpatch_results::{Setting, Variant};
 
-impl Setting {
-    /// Every setting, in report order.
-    pub const ALL: [Setting; 6] = [
-        Setting::Tgt,
-        Setting::Seen,
-        Setting::EnEn,
-        Setting::SelfCopy,
-        Setting::TgtTgt,
-        Setting::Unpatched,
-    ];
-
-    /// The name in configs and results (`tgt`, `seen`, `en_en`, `self`, `tgt_tgt`,
-    /// `unpatched`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Setting::Tgt => "tgt",
-            Setting::Seen => "seen",
-            Setting::EnEn => "en_en",
-            Setting::SelfCopy => "self",
-            Setting::TgtTgt => "tgt_tgt",
-            Setting::Unpatched => "unpatched",
-        }
-    }
-}
-
-/// Which patch a sweep runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Variant {
-    /// Cut source prompts read at the word, patched at the target's word in blocks `j..L`.
-    #[default]
-    FromLayer,
-    /// Translation prompts read at their last token, patched at the target's last token in
-    /// block `j` only (HeteroPatch).
-    SingleLayer,
-}
-
-impl Variant {
-    /// The blocks a start layer patches.
-    pub fn scope(self) -> Scope {
-        match self {
+impl From<Variant> for Scope {
+    fn from(v: Variant) -> Scope {
+        match v {
             Variant::FromLayer => Scope::FromLayer,
             Variant::SingleLayer => Scope::SingleLayer,
         }
@@ -487,7 +431,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.settings, [Setting::SelfCopy, Setting::Unpatched]);
-        assert_eq!(c.variant.scope(), Scope::SingleLayer);
+        assert_eq!(Scope::from(c.variant), Scope::SingleLayer);
         assert_eq!(c.plugins.patch_params["alpha"], "0.5");
         assert_eq!(c.plugins.extractor, "extract-mean");
         let err = |t: &str| SweepConfig::from_toml(t).unwrap_err().to_string();

@@ -15,9 +15,8 @@ pub mod patch;
 pub mod plugins;
 pub mod prefix;
 pub mod prompt;
-mod replay;
-pub mod results;
-pub mod rng;
+pub use xlpatch_results as results;
+pub use xlpatch_rng as rng;
 pub mod sweep;
 
 pub use xlpatch_abi as abi;
@@ -58,13 +57,18 @@ pub enum Error {
     /// A sweep configuration is invalid.
     #[error("{0}")]
     Config(String),
-    /// A results directory could not be read or written.
-    #[error("{}: {what}", path.display())]
-    Results {
-        /// The file or directory.
+    /// A file of the results directory could not be read or written.
+    #[error(transparent)]
+    Results(#[from] xlpatch_results::Error),
+    /// A prompt set could not be replayed.
+    #[error("{}{}: {problem}", path.display(), line.map(|l| format!(": line {l}")).unwrap_or_default())]
+    Replay {
+        /// The prompt set.
         path: std::path::PathBuf,
-        /// What went wrong.
-        what: String,
+        /// The line to blame, if one is.
+        line: Option<usize>,
+        /// What is wrong.
+        problem: sweep::ReplayError,
     },
     /// The concept table refused a lookup.
     #[error(transparent)]

@@ -188,25 +188,7 @@ impl Template {
     }
 }
 
-/// What a prompt is for, which decides where it ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PromptKind {
-    /// Ends where the answer would start (`... Deutsch: "`): a target prompt, and the
-    /// source prompt of the single-layer variant.
-    Translation,
-    /// Ends right after the query word (`... Deutsch: "Buch`): a source prompt.
-    Cut,
-}
-
-impl PromptKind {
-    /// `translation` or `cut`.
-    pub fn name(self) -> &'static str {
-        match self {
-            PromptKind::Translation => "translation",
-            PromptKind::Cut => "cut",
-        }
-    }
-}
+pub use xlpatch_results::PromptKind;
 
 /// A built prompt: its text, what it asks, and where the query word is.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use xlpatch_core::abi::PatchStrategy;
 use xlpatch_core::latents::{residuals, residuals_batch};
 use xlpatch_core::model::Model;
 use xlpatch_core::patch::{
-    Baseline, Batching, Generation, LayerResults, Patch, Patched, Scope, generate, incremental,
-    naive, patched_many,
+    Baseline, Batching, Generation, LayerResults, Patch, Patched, Scope, generate_many,
+    incremental, naive, patched_many,
 };
 use xlpatch_core::rng::Rng;
 
@@ -380,7 +380,7 @@ fn targets_together_equal_targets_alone(arch: &str) {
             let pairs: Vec<(&Baseline, &Patch<'_>)> = bases.iter().zip(&patches).collect();
             let together = patched_many(model, &pairs, &strategy, Batching::Layers, true).unwrap();
             let refs: Vec<&Patched> = together.iter().collect();
-            let gens = generate(model, &refs, &generation).unwrap();
+            let gens = generate_many(model, &refs, &generation).unwrap();
             for (((base, patch), run), gen_together) in
                 bases.iter().zip(&patches).zip(&together).zip(&gens)
             {

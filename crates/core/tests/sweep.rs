@@ -101,12 +101,10 @@ fn a_sweep_writes_rows_resumes_and_shards() {
     // tgt_tgt under patch-replace is the identity: every row equals the unpatched one.
     let find = |r: &Row, setting: Setting| {
         rows.iter()
-            .find(|o| {
-                o.unit == r.unit && o.start_layer == r.start_layer && o.setting == setting.name()
-            })
+            .find(|o| o.unit == r.unit && o.start_layer == r.start_layer && o.setting == setting)
             .unwrap()
     };
-    for r in rows.iter().filter(|r| r.setting == "tgt_tgt") {
+    for r in rows.iter().filter(|r| r.setting == Setting::TgtTgt) {
         let u = find(r, Setting::Unpatched);
         assert!((r.p_tgt_out - u.p_tgt_out).abs() < 1e-6, "{r:?} {u:?}");
         assert!((r.p_src_out - u.p_src_out).abs() < 1e-6);
@@ -114,7 +112,7 @@ fn a_sweep_writes_rows_resumes_and_shards() {
     }
     assert!(
         rows.iter()
-            .filter(|r| r.setting == "seen")
+            .filter(|r| r.setting == Setting::Seen)
             .all(|r| r.n_sources == 2)
     );
     let prompts = std::fs::read_to_string(full.join("prompts.jsonl")).unwrap();

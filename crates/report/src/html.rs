@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use xlpatch_concepts::ConceptTable;
+use xlpatch_results::Setting;
 
 use crate::Options;
 use crate::input::Results;
@@ -171,7 +172,11 @@ fn at_a_glance(results: &Results, stats: &Stats) -> String {
     };
     // (gain, setting, language, checkpoint, estimate, baseline)
     let mut best: Option<(f64, String, String, String, crate::stats::Estimate, f64)> = None;
-    for setting in results.settings.iter().filter(|s| *s != "unpatched") {
+    for &setting in results
+        .settings
+        .iter()
+        .filter(|s| **s != Setting::Unpatched)
+    {
         for o in &outs {
             let at = |ck: &str| Stats::best_layer(&stats.by_out, ck, setting, "", o, m);
             let fmt = |e: Option<(usize, crate::stats::Estimate)>| {
@@ -192,7 +197,7 @@ fn at_a_glance(results: &Results, stats: &Stats) -> String {
                     if e.lo > base && best.as_ref().is_none_or(|b| gain > b.0) {
                         best = Some((
                             gain,
-                            setting.clone(),
+                            setting.to_string(),
                             o.to_string(),
                             ck.to_string(),
                             e,
@@ -202,7 +207,7 @@ fn at_a_glance(results: &Results, stats: &Stats) -> String {
                 }
             }
             t.rows.push(vec![
-                setting.clone(),
+                setting.to_string(),
                 lang_name(o),
                 fmt(at(first)),
                 fmt(at(last)),
@@ -284,7 +289,12 @@ pub(crate) fn page(
         pairs_n = results.pairs.len(),
         pairs = esc(&pairs.join(", ")),
         nt = n_targets,
-        settings = esc(&results.settings.join(", ")),
+        settings = esc(&results
+            .settings
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", ")),
         layers = results.layers,
         rows = results.rows.len(),
         res = options.resamples,
@@ -314,7 +324,13 @@ pub(crate) fn page(
     let described: Vec<String> = results
         .settings
         .iter()
-        .map(|st| format!("<code>{}</code>: {}", esc(st), esc(setting_description(st))))
+        .map(|&st| {
+            format!(
+                "<code>{}</code>: {}",
+                esc(st.name()),
+                esc(setting_description(st))
+            )
+        })
         .collect();
     s.push_str(&described.join("; "));
     s.push_str(".</p>\n");
@@ -385,7 +401,7 @@ pub(crate) fn page(
     let rows = counts
         .by_checkpoint_setting()
         .into_iter()
-        .map(|(c, st, n)| (vec![results.checkpoint_label(&c), st], n))
+        .map(|(c, st, n)| (vec![results.checkpoint_label(&c), st.to_string()], n))
         .collect();
     s.push_str(&counts_table(&["checkpoint", "setting"], rows));
     s.push_str("<details><summary>Per checkpoint, setting and start layer</summary>\n");
@@ -394,7 +410,7 @@ pub(crate) fn page(
         .iter()
         .map(|((_, c, _, st, j), n)| {
             (
-                vec![results.checkpoint_label(c), st.clone(), j.to_string()],
+                vec![results.checkpoint_label(c), st.to_string(), j.to_string()],
                 *n,
             )
         })

@@ -1,49 +1,23 @@
-//! Reading a results directory: the rows, the stored config, `run.json` (the models) and
-//! `prompts.jsonl` (the prompts behind each row), plus the concept table the config names.
+//! Reading a results directory through `xlpatch-results`: the rows, `run.json` (the models
+//! and the study), `prompts.jsonl` (the prompts behind each row), the stored config's text,
+//! and the concept table the study names.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use xlpatch_concepts::ConceptTable;
-use xlpatch_core::config::{Setting, SweepConfig};
-use xlpatch_core::results::{JSONL_FILE, Row, read_rows};
+use xlpatch_results::{
+    CONFIG_FILE, JSONL_FILE, ModelEntry, PROMPTS_FILE, PromptRecord, RUN_FILE, Role, Row, RunFile,
+    Setting, Study, read_prompts, read_rows,
+};
 
 use crate::Error;
-
-/// One model of `run.json`.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct ModelInfo {
-    pub checkpoint: String,
-    pub step: Option<u64>,
-    pub hash: String,
-    #[serde(default)]
-    pub architecture: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct RunFile {
-    format_version: u32,
-    models: Vec<ModelInfo>,
-}
-
-/// One record of `prompts.jsonl` (the fields the report uses).
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct PromptRecord {
-    pub item: String,
-    pub role: String,
-    pub setting: Option<String>,
-    pub concept: String,
-    pub in_lang: String,
-    pub word: String,
-    pub text: String,
-}
 
 /// The prompts of a sweep, by item (`fr-de/source>target`).
 #[derive(Debug, Default)]
 pub(crate) struct Prompts {
     targets: HashMap<String, PromptRecord>,
-    sources: HashMap<(String, String), Vec<PromptRecord>>,
+    sources: HashMap<(String, Setting), Vec<PromptRecord>>,
 }
 
 impl Prompts {
@@ -53,9 +27,9 @@ impl Prompts {
     }
 
     /// The source prompts of `item` under `setting`.
-    pub fn sources(&self, item: &str, setting: &str) -> &[PromptRecord] {
+    pub fn sources(&self, item: &str, setting: Setting) -> &[PromptRecord] {
         self.sources
-            .get(&(item.to_string(), setting.to_string()))
+            .get(&(item.to_string(), setting))
             .map_or(&[], Vec::as_slice)
     }
 }
@@ -65,13 +39,14 @@ impl Prompts {
 pub(crate) struct Results {
     pub dir: PathBuf,
     pub rows: Vec<Row>,
-    pub config: SweepConfig,
+    /// What the report needs of the sweep's config.
+    pub study: Study,
     pub config_text: String,
     /// The models in training order (step, then name).
-    pub models: Vec<ModelInfo>,
+    pub models: Vec<ModelEntry>,
     pub prompts: Prompts,
-    /// Settings in report order ([`Setting::ALL`], then any other name).
-    pub settings: Vec<String>,
+    /// Settings in report order ([`Setting::ALL`]'s).
+    pub settings: Vec<Setting>,
     /// Target pairs `(in, out)` in config order, then any other found in the rows.
     pub pairs: Vec<(String, String)>,
     /// The number of start layers (one more than the largest in the rows).
@@ -113,54 +88,45 @@ impl Results {
         if rows.is_empty() {
             return Err(input_err(&jsonl, "holds no complete unit of rows"));
         }
-        let config_path = dir.join("config.toml");
+        let config_path = dir.join(CONFIG_FILE);
         let config_text = read_text(&config_path)?;
-        let config = SweepConfig::read(&config_path)?;
-
-        let run_path = dir.join("run.json");
-        let run: RunFile = serde_json::from_str(&read_text(&run_path)?)
-            .map_err(|e| input_err(&run_path, e.to_string()))?;
-        if run.format_version != 1 {
-            return Err(input_err(
-                &run_path,
-                format!(
-                    "format_version {} is not supported (this xlpatch reads 1)",
-                    run.format_version
-                ),
-            ));
-        }
+        let run = RunFile::read(dir)?;
+        // Results written before run.json recorded the study: read it from the config.
+        let study = match run.study {
+            Some(study) => study,
+            None => Study::from_config_toml(&config_text).ok_or_else(|| {
+                input_err(
+                    &config_path,
+                    format!(
+                        "{RUN_FILE} does not record the study and this config does not name \
+                         `concepts` and `pairs` on top-level lines"
+                    ),
+                )
+            })?,
+        };
         let mut models = run.models;
         // Checkpoints that have rows but no entry in run.json still get a place.
         for r in &rows {
             if !models.iter().any(|m| m.checkpoint == r.checkpoint) {
-                models.push(ModelInfo {
-                    checkpoint: r.checkpoint.clone(),
-                    step: r.step,
-                    hash: r.model_hash.clone(),
+                models.push(ModelEntry {
                     architecture: String::new(),
+                    checkpoint: r.checkpoint.clone(),
+                    hash: r.model_hash.clone(),
+                    step: r.step,
                 });
             }
         }
         models.retain(|m| rows.iter().any(|r| r.checkpoint == m.checkpoint));
         models.sort_by(|a, b| (a.step, &a.checkpoint).cmp(&(b.step, &b.checkpoint)));
 
-        let prompts = read_prompts(&dir.join("prompts.jsonl"))?;
+        let prompts = index_prompts(&dir.join(PROMPTS_FILE))?;
 
-        let place = |s: &str| {
-            Setting::ALL
-                .iter()
-                .position(|x| x.name() == s)
-                .unwrap_or(Setting::ALL.len())
-        };
-        let mut settings: Vec<String> = Vec::new();
-        for r in &rows {
-            if !settings.contains(&r.setting) {
-                settings.push(r.setting.clone());
-            }
-        }
-        settings.sort_by(|a, b| (place(a), a).cmp(&(place(b), b)));
+        // Report order: the order of `Setting::ALL`.
+        let mut settings: Vec<Setting> = rows.iter().map(|r| r.setting).collect();
+        settings.sort();
+        settings.dedup();
 
-        let mut pairs: Vec<(String, String)> = config
+        let mut pairs: Vec<(String, String)> = study
             .pairs
             .iter()
             .map(|[a, b]| (a.clone(), b.clone()))
@@ -179,7 +145,7 @@ impl Results {
         Ok(Results {
             dir: dir.to_path_buf(),
             rows,
-            config,
+            study,
             config_text,
             models,
             prompts,
@@ -189,10 +155,10 @@ impl Results {
         })
     }
 
-    /// The concept table: `explicit` if given, else the config's `concepts` taken from the
+    /// The concept table: `explicit` if given, else the study's `concepts` taken from the
     /// current directory, then from the results directory.
     pub fn concept_table(&self, explicit: Option<&Path>) -> Result<ConceptTable, Error> {
-        let named = Path::new(&self.config.concepts);
+        let named = Path::new(&self.study.concepts);
         let path = match explicit {
             Some(p) => p.to_path_buf(),
             None => [named.to_path_buf(), self.dir.join(named)]
@@ -200,11 +166,11 @@ impl Results {
                 .find(|p| p.is_dir())
                 .ok_or_else(|| {
                     input_err(
-                        &self.dir.join("config.toml"),
+                        &self.dir.join(CONFIG_FILE),
                         format!(
                             "the concept table {:?} it names is found neither in the current \
                              directory nor in the results directory; pass --concepts <dir>",
-                            self.config.concepts
+                            self.study.concepts
                         ),
                     )
                 })?,
@@ -216,7 +182,7 @@ impl Results {
     }
 
     /// The model of checkpoint `name`.
-    pub fn model(&self, name: &str) -> Option<&ModelInfo> {
+    pub fn model(&self, name: &str) -> Option<&ModelEntry> {
         self.models.iter().find(|m| m.checkpoint == name)
     }
 
@@ -247,33 +213,19 @@ pub(crate) fn item_of(row: &Row) -> String {
         })
 }
 
-fn read_prompts(path: &Path) -> Result<Prompts, Error> {
-    let text = read_text(path)?;
+fn index_prompts(path: &Path) -> Result<Prompts, Error> {
+    if !path.is_file() {
+        // Read it anyway for the error, with a hint.
+        read_text(path)?;
+    }
     let mut prompts = Prompts::default();
-    let mut sources: BTreeMap<(String, String), Vec<PromptRecord>> = BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let rec: PromptRecord = serde_json::from_str(line)
-            .map_err(|e| input_err(path, format!("line {}: {e}", i + 1)))?;
-        match (rec.role.as_str(), &rec.setting) {
-            ("target", _) => {
-                prompts.targets.insert(rec.item.clone(), rec);
-            }
-            ("source", Some(s)) => sources
-                .entry((rec.item.clone(), s.clone()))
-                .or_default()
-                .push(rec),
+    let mut sources: BTreeMap<(String, Setting), Vec<PromptRecord>> = BTreeMap::new();
+    for (_, rec) in read_prompts(path)? {
+        match (rec.role, rec.setting) {
+            (Role::Source, Some(s)) => sources.entry((rec.item.clone(), s)).or_default().push(rec),
+            // `read_prompts` checked that only a source names a setting.
             _ => {
-                return Err(input_err(
-                    path,
-                    format!(
-                        "line {}: role {:?} (expected target, or source with a setting)",
-                        i + 1,
-                        rec.role
-                    ),
-                ));
+                prompts.targets.insert(rec.item.clone(), rec);
             }
         }
     }

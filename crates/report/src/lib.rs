@@ -1,4 +1,4 @@
-//! The report of an xlpatch sweep (DESIGN §1, issue 6): what a researcher reads after
+//! The report of an xlpatch sweep (the method: docs/method.md): what a researcher reads after
 //! `xlpatch sweep`. [`build`] reads a results directory (`results.jsonl`, `config.toml`,
 //! `run.json`, `prompts.jsonl`) and writes into an output directory:
 //!
@@ -14,11 +14,10 @@
 //! **Design choice: the report reads result files, never the engine.** Everything it shows
 //! comes from the files a sweep leaves plus the concept table the sweep named, so a report
 //! can be rebuilt anywhere, from a merged or copied results directory, without models or
-//! plugins. Rows are read through [`xlpatch_core::results::Row`] and metrics are looked up by
-//! field name, so columns the engine adds later (augmented probabilities) appear in the
-//! tables and plots without a change here.
+//! plugins. Rows are read through [`xlpatch_results::Row`], the type the engine writes, and
+//! this crate does not depend on the engine (no tokenizer, plugin loader or TOML parser).
 //!
-//! Intervals are percentile bootstraps over concept pairs, seeded (`xlpatch_core::rng`), so a
+//! Intervals are percentile bootstraps over concept pairs, seeded (`xlpatch_rng`), so a
 //! report is byte-for-byte reproducible. Plot text is laid out with a subset of DejaVu Sans
 //! compiled into the crate (`fonts/`), never with the machine's fonts.
 
@@ -47,9 +46,9 @@ pub enum Error {
         /// What is wrong with it.
         what: String,
     },
-    /// The engine's reader refused a results file or the config.
+    /// A results file could not be read.
     #[error(transparent)]
-    Results(Box<xlpatch_core::Error>),
+    Results(#[from] xlpatch_results::Error),
     /// The concept table could not be loaded.
     #[error("concept table {}: {source}", path.display())]
     Concepts {
@@ -74,12 +73,6 @@ pub enum Error {
         /// What plotters reported.
         what: String,
     },
-}
-
-impl From<xlpatch_core::Error> for Error {
-    fn from(e: xlpatch_core::Error) -> Error {
-        Error::Results(Box::new(e))
-    }
 }
 
 /// How a report is built.

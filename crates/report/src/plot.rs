@@ -20,6 +20,8 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use xlpatch_results::{Setting, Variant};
+
 use crate::Error;
 use crate::input::Results;
 use crate::stats::{Estimate, METRICS, Stats};
@@ -450,7 +452,11 @@ fn layer_plots(results: &Results, stats: &Stats, dir: &Path) -> Result<Vec<Plot>
         .filter(|&m| METRICS[m].plotted && stats.present[m])
         .collect();
     let mut plots = Vec::new();
-    for setting in results.settings.iter().filter(|s| *s != "unpatched") {
+    for &setting in results
+        .settings
+        .iter()
+        .filter(|s| **s != Setting::Unpatched)
+    {
         for (in_l, out_l) in &results.pairs {
             let mut panels = Vec::new();
             let mut table = DataTable {
@@ -468,13 +474,7 @@ fn layer_plots(results: &Results, stats: &Stats, dir: &Path) -> Result<Vec<Plot>
                 for &m in &metrics {
                     let points: Vec<(usize, Estimate)> = (0..results.layers)
                         .filter_map(|j| {
-                            let key = (
-                                ck.to_string(),
-                                setting.clone(),
-                                in_l.clone(),
-                                out_l.clone(),
-                                j,
-                            );
+                            let key = (ck.to_string(), setting, in_l.clone(), out_l.clone(), j);
                             Stats::get(&stats.by_pair, &key, m).map(|e| (j, e))
                         })
                         .collect();
@@ -537,7 +537,7 @@ fn layer_plots(results: &Results, stats: &Stats, dir: &Path) -> Result<Vec<Plot>
                 .rows
                 .iter()
                 .filter(|r| {
-                    r.setting == *setting
+                    r.setting == setting
                         && r.in_lang == *in_l
                         && r.out_lang == *out_l
                         && r.start_layer == 0
@@ -744,7 +744,11 @@ fn heatmap_plots(results: &Results, stats: &Stats, dir: &Path) -> Result<Vec<Plo
         .map(|c| results.checkpoint_label(c))
         .collect();
     let mut plots = Vec::new();
-    for setting in results.settings.iter().filter(|s| *s != "unpatched") {
+    for &setting in results
+        .settings
+        .iter()
+        .filter(|s| **s != Setting::Unpatched)
+    {
         let mut panels = Vec::new();
         let mut vmax: f64 = 0.0;
         let mut table = DataTable {
@@ -761,13 +765,7 @@ fn heatmap_plots(results: &Results, stats: &Stats, dir: &Path) -> Result<Vec<Plo
                 .map(|ck| {
                     (0..results.layers)
                         .map(|j| {
-                            let key = (
-                                ck.to_string(),
-                                setting.clone(),
-                                in_l.clone(),
-                                out_l.clone(),
-                                j,
-                            );
+                            let key = (ck.to_string(), setting, in_l.clone(), out_l.clone(), j);
                             Stats::get(&stats.by_pair, &key, m).map(|e| e.mean)
                         })
                         .collect()
@@ -940,11 +938,15 @@ fn emergence_plot(results: &Results, stats: &Stats, dir: &Path) -> Result<Option
     let mut panels = Vec::new();
     let mut ymax: f64 = 0.0;
     let mut has_baseline = false;
-    for setting in results.settings.iter().filter(|s| *s != "unpatched") {
+    for &setting in results
+        .settings
+        .iter()
+        .filter(|s| **s != Setting::Unpatched)
+    {
         let mut lines = Vec::new();
         let mut cells: Vec<Vec<String>> = checkpoints
             .iter()
-            .map(|ck| vec![setting.clone(), results.checkpoint_label(ck)])
+            .map(|ck| vec![setting.to_string(), results.checkpoint_label(ck)])
             .collect();
         for (li, o) in outs.iter().enumerate() {
             let mut points = Vec::new();
@@ -1035,24 +1037,23 @@ pub(crate) fn lang_name(code: &str) -> String {
 }
 
 fn variant_name(results: &Results) -> &'static str {
-    match results.rows.first().map(|r| r.variant.as_str()) {
-        Some("single_layer") => "single-layer",
-        _ => "from-layer",
+    match results.rows.first().map(|r| r.variant) {
+        Some(Variant::SingleLayer) => "single-layer",
+        Some(Variant::FromLayer) | None => "from-layer",
     }
 }
 
 /// What a setting's source latent is.
-pub(crate) fn setting_description(setting: &str) -> &'static str {
+pub(crate) fn setting_description(setting: Setting) -> &'static str {
     match setting {
-        "tgt" => "source latent from the target's own language pair",
-        "seen" => {
+        Setting::Tgt => "source latent from the target's own language pair",
+        Setting::Seen => {
             "source latent averaged over seen language pairs without the target languages or English"
         }
-        "en_en" => "source latent from English copy prompts",
-        "self" => "source latent from copy prompts in the output language",
-        "tgt_tgt" => "the target's own latent (identity control)",
-        "unpatched" => "no patch",
-        _ => "a setting this report does not describe",
+        Setting::EnEn => "source latent from English copy prompts",
+        Setting::SelfCopy => "source latent from copy prompts in the output language",
+        Setting::TgtTgt => "the target's own latent (identity control)",
+        Setting::Unpatched => "no patch",
     }
 }
 

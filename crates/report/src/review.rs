@@ -44,7 +44,7 @@ pub(crate) fn review_csv(results: &Results, classified: &[Classified]) -> String
         let cells = [
             row.checkpoint.clone(),
             row.step.map_or(String::new(), |s| s.to_string()),
-            row.setting.clone(),
+            row.setting.to_string(),
             row.start_layer.to_string(),
             row.in_lang.clone(),
             row.out_lang.clone(),

@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use xlpatch_core::results::Row;
-use xlpatch_core::rng::Rng;
+use xlpatch_results::{Row, Setting};
+use xlpatch_rng::Rng;
 
 use crate::input::Results;
 
@@ -153,7 +153,7 @@ pub(crate) fn bootstrap(columns: &[Vec<f64>], resamples: usize, rng: &mut Rng) -
 
 /// A group of rows: checkpoint, setting, a pair's input language (empty when pairs are
 /// pooled by output language), output language, start layer.
-pub(crate) type Key = (String, String, String, String, usize);
+pub(crate) type Key = (String, Setting, String, String, usize);
 
 /// The estimates of a set of groups; `None` where a metric is absent.
 pub(crate) type Table = BTreeMap<Key, Vec<Option<Estimate>>>;
@@ -210,7 +210,7 @@ impl Stats {
             let key = |in_lang: &str| {
                 (
                     r.checkpoint.clone(),
-                    r.setting.clone(),
+                    r.setting,
                     in_lang.to_string(),
                     r.out_lang.clone(),
                     r.start_layer,
@@ -243,7 +243,7 @@ impl Stats {
         let found: Vec<Estimate> = table
             .iter()
             .filter(|(k, _)| {
-                k.0 == checkpoint && k.1 == "unpatched" && k.2 == in_lang && k.3 == out_lang
+                k.0 == checkpoint && k.1 == Setting::Unpatched && k.2 == in_lang && k.3 == out_lang
             })
             .filter_map(|(_, v)| v[m])
             .collect();
@@ -262,7 +262,7 @@ impl Stats {
     pub fn best_layer(
         table: &Table,
         checkpoint: &str,
-        setting: &str,
+        setting: Setting,
         in_lang: &str,
         out_lang: &str,
         m: usize,

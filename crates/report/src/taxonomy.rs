@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 
 use xlpatch_concepts::{ConceptTable, Lang, Meaning};
-use xlpatch_core::results::Row;
+use xlpatch_results::{PromptRecord, Row, Setting};
 
 use crate::input::{Results, item_of};
 
@@ -320,7 +320,7 @@ pub(crate) fn classify(table: &ConceptTable, case: &Case) -> Classified {
 /// unknown to xlpatch.
 fn case_of(results: &Results, row: &Row) -> Option<Case> {
     let item = item_of(row);
-    let shown = |rec: &crate::input::PromptRecord| {
+    let shown = |rec: &PromptRecord| {
         Some(Shown {
             lang: Lang::from_code(&rec.in_lang)?,
             word: rec.word.clone(),
@@ -339,7 +339,7 @@ fn case_of(results: &Results, row: &Row) -> Option<Case> {
             .unwrap_or_default(),
         source_words: results
             .prompts
-            .sources(&item, &row.setting)
+            .sources(&item, row.setting)
             .iter()
             .filter_map(shown)
             .collect(),
@@ -370,7 +370,7 @@ pub(crate) fn classify_rows(results: &Results, table: &ConceptTable) -> Vec<Clas
 #[derive(Debug)]
 pub(crate) struct Counts {
     /// (checkpoint's place in training order, checkpoint, setting's place, setting, layer).
-    pub cells: BTreeMap<(usize, String, usize, String, usize), [usize; Category::ALL.len()]>,
+    pub cells: BTreeMap<(usize, String, usize, Setting, usize), [usize; Category::ALL.len()]>,
 }
 
 impl Counts {
@@ -388,13 +388,7 @@ impl Counts {
                 .iter()
                 .position(|x| *x == row.setting)
                 .unwrap_or(usize::MAX);
-            let key = (
-                ck,
-                row.checkpoint.clone(),
-                st,
-                row.setting.clone(),
-                row.start_layer,
-            );
+            let key = (ck, row.checkpoint.clone(), st, row.setting, row.start_layer);
             let i = Category::ALL
                 .iter()
                 .position(|x| *x == c.category)
@@ -414,11 +408,11 @@ impl Counts {
     }
 
     /// Per (checkpoint, setting), summed over start layers, in report order.
-    pub fn by_checkpoint_setting(&self) -> Vec<(String, String, [usize; Category::ALL.len()])> {
-        let mut acc: BTreeMap<(usize, String, usize, String), [usize; Category::ALL.len()]> =
+    pub fn by_checkpoint_setting(&self) -> Vec<(String, Setting, [usize; Category::ALL.len()])> {
+        let mut acc: BTreeMap<(usize, String, usize, Setting), [usize; Category::ALL.len()]> =
             BTreeMap::new();
         for ((ck, c, st, s, _), counts) in &self.cells {
-            let e = acc.entry((*ck, c.clone(), *st, s.clone())).or_default();
+            let e = acc.entry((*ck, c.clone(), *st, *s)).or_default();
             for (a, b) in e.iter_mut().zip(counts) {
                 *a += b;
             }

@@ -215,3 +215,34 @@ fn bad_input_is_a_clear_error_naming_the_file() {
     let err = build(&results, &out, &options).unwrap_err().to_string();
     assert!(err.contains("run.json"), "{err}");
 }
+
+#[test]
+fn results_whose_run_json_predates_the_study_still_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let new = build_small(tmp.path());
+    // run.json as earlier versions wrote it: no study, which is then read from config.toml.
+    let results = tmp.path().join("results");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("run.json")).unwrap()).unwrap();
+    let old = serde_json::json!({"format_version": 1, "models": run["models"]});
+    std::fs::write(
+        results.join("run.json"),
+        serde_json::to_string_pretty(&old).unwrap(),
+    )
+    .unwrap();
+    let out = tmp.path().join("old");
+    let old = build(&results, &out, &Options::default()).unwrap();
+    assert_eq!(
+        std::fs::read(&new.stats).unwrap(),
+        std::fs::read(&old.stats).unwrap()
+    );
+    // Neither in run.json nor in the config: an error naming the config.
+    std::fs::write(results.join("config.toml"), "seed = 0\n").unwrap();
+    let err = build(&results, &out, &Options::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("config.toml") && err.contains("study"),
+        "{err}"
+    );
+}

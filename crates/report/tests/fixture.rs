@@ -5,8 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use xlpatch_core::config::{Setting, SweepConfig};
-use xlpatch_core::results::{ResultsWriter, Row};
+use xlpatch_results::{
+    ModelEntry, PromptKind, PromptRecord, ResultsWriter, Role, Row, RunFile, Setting, Study,
+    prompts_text,
+};
 
 /// The project's concept table.
 pub fn concepts_dir() -> PathBuf {
@@ -53,51 +55,96 @@ pub const LAYERS: usize = 2;
 /// Writes the results directory into `dir` (created); `concepts` is written into its
 /// config as the concept table's path.
 pub fn write_results(dir: &Path, concepts: &str) {
-    let config = SweepConfig {
-        concepts: concepts.to_string(),
-        languages: ["en", "de", "fr", "it"].map(String::from).to_vec(),
-        pairs: vec![["fr".into(), "de".into()], ["de".into(), "it".into()]],
-        settings: vec![Setting::Tgt, Setting::Unpatched],
-        concept_pairs: 3,
-        ..SweepConfig::default()
-    };
+    let pairs = vec![["fr".into(), "de".into()], ["de".into(), "it".into()]];
     let mut writer = ResultsWriter::open(dir).unwrap();
-    std::fs::write(dir.join("config.toml"), config.to_toml()).unwrap();
-    let run = json!({
-        "format_version": 1,
-        "models": CHECKPOINTS.iter().map(|(c, s)| json!({
-            "checkpoint": c, "step": s, "hash": format!("hash-of-{c}"),
-            "architecture": "LlamaForCausalLM",
-        })).collect::<Vec<_>>(),
-    });
+    // The report shows the config's text; what it needs of it is in run.json.
     std::fs::write(
-        dir.join("run.json"),
-        serde_json::to_string_pretty(&run).unwrap(),
+        dir.join("config.toml"),
+        format!(
+            "concepts = {concepts:?}\nlanguages = [\"en\", \"de\", \"fr\", \"it\"]\n\
+             pairs = [[\"fr\", \"de\"], [\"de\", \"it\"]]\nsettings = [\"tgt\", \"unpatched\"]\n\
+             concept_pairs = 3\n"
+        ),
     )
     .unwrap();
+    let run = RunFile {
+        format_version: 1,
+        models: CHECKPOINTS
+            .iter()
+            .map(|(c, s)| ModelEntry {
+                architecture: "LlamaForCausalLM".into(),
+                checkpoint: c.to_string(),
+                hash: format!("hash-of-{c}"),
+                step: Some(*s),
+            })
+            .collect(),
+        study: Some(Study {
+            concepts: concepts.to_string(),
+            pairs,
+        }),
+    };
+    std::fs::write(dir.join("run.json"), run.to_text()).unwrap();
 
-    let mut prompts = String::new();
+    let mut prompts = Vec::new();
+    let record = |item: &str,
+                  role,
+                  setting,
+                  concept: &str,
+                  in_l: &str,
+                  out_l: &str,
+                  word: &str,
+                  text: String| {
+        let start = text.rfind(word).unwrap();
+        PromptRecord {
+            answer: String::new(),
+            concept: concept.to_string(),
+            demos: Vec::new(),
+            ids: vec![1, 2],
+            in_lang: in_l.to_string(),
+            item: item.to_string(),
+            kind: PromptKind::Translation,
+            merged: false,
+            metric_ids: None,
+            out_lang: out_l.to_string(),
+            prefix: 0,
+            prefix_len: 0,
+            role,
+            setting,
+            word: word.to_string(),
+            word_end: 1,
+            word_span: [start, start + word.len()],
+            text,
+        }
+    };
     for (in_l, out_l, items) in PAIRS {
         for (src, tgt, word, src_word, _) in items {
             let item = format!("{in_l}-{out_l}/{src}>{tgt}");
             let text =
                 format!("Français: \"jour\" - Deutsch: \"Tag\"\n{in_l}: \"{word}\" - {out_l}: \"");
-            prompts.push_str(
-                &json!({"item": item, "role": "target", "setting": null, "concept": tgt,
-                    "in_lang": in_l, "out_lang": out_l, "word": word, "text": text})
-                .to_string(),
-            );
-            prompts.push('\n');
-            prompts.push_str(
-                &json!({"item": item, "role": "source", "setting": "tgt", "concept": src,
-                    "in_lang": in_l, "out_lang": out_l, "word": src_word,
-                    "text": format!("{in_l}: \"{src_word}")})
-                .to_string(),
-            );
-            prompts.push('\n');
+            prompts.push(record(
+                &item,
+                Role::Target,
+                None,
+                tgt,
+                in_l,
+                out_l,
+                word,
+                text,
+            ));
+            let text = format!("{in_l}: \"{src_word}");
+            prompts.push(record(
+                &item,
+                Role::Source,
+                Some(Setting::Tgt),
+                src,
+                in_l,
+                out_l,
+                src_word,
+                text,
+            ));
         }
     }
-    std::fs::write(dir.join("prompts.jsonl"), prompts).unwrap();
+    std::fs::write(dir.join("prompts.jsonl"), prompts_text(&prompts)).unwrap();
 
     for (ci, (ck, step)) in CHECKPOINTS.iter().enumerate() {
         for (in_l, out_l, items) in PAIRS {

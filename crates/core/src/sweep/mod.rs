@@ -1,0 +1,231 @@
+//! A sweep (docs/method.md): for every checkpoint of a series, every target language pair,
+//! every concept pair, every setting and every start layer, the patched next-token
+//! distribution, its metrics and the greedy generation, written as result rows through
+//! `xlpatch-results`.
+//!
+//! The plan ([`plan`]) is fixed before any model runs and written as `prompts.jsonl` beside
+//! the results. Work is divided into *units*: one target prompt on one checkpoint, every
+//! setting and start layer ([`units`]). A unit runs the target once unpatched (shared by
+//! every setting and by the `unpatched` rows), computes every source latent of the unit in
+//! left-padded batches, patches from the unpatched run incrementally, and generates for the
+//! rows of all settings in one batch; [`rows`] turns its results into rows.
+//!
+//! `tgt_tgt` uses the target's own residuals at the patched position as its latent, which
+//! makes it an exact identity control under `patch-replace`.
+//!
+//! Modules: `item` (the plan's prompts and their records) ← `replay` (a prompt set read back)
+//! ← `plan`; `context` (what a checkpoint's units share) ← `rows` ← `units`; `shard`,
+//! `summary`. No module uses one that uses it.
+
+use std::path::Path;
+
+use xlpatch_abi::loader::Registry;
+use xlpatch_results::{
+    CONFIG_FILE, ModelEntry, PROMPTS_FILE, PromptRecord, RUN_FORMAT_VERSION, ResultsWriter, Role,
+    RunFile, Study, Timing, prompts_text, store_or_check,
+};
+
+use crate::Error;
+use crate::config::SweepConfig;
+use crate::model::{BackendOptions, Model};
+use crate::patch::stops_from;
+use crate::prefix::PrefixCache;
+
+mod context;
+mod item;
+mod plan;
+mod replay;
+mod rows;
+mod shard;
+mod summary;
+mod units;
+
+use context::{Checkpoint, UnitRef, Units, plugins};
+use item::Item;
+pub use item::RecordError;
+use plan::{Plan, checkpoint_name, metric_sets, plan};
+pub use replay::ReplayError;
+pub use shard::Shard;
+pub use summary::{SummaryLine, format_summary, summarize};
+use units::units_per_batch;
+
+/// What a sweep reports as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// Units finished in this shard, including those found done.
+    pub done: usize,
+    /// Units in this shard.
+    pub total: usize,
+    /// Units found done when the sweep started.
+    pub resumed: usize,
+    /// The checkpoint being run.
+    pub checkpoint: String,
+}
+
+/// What a finished sweep did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Units run now.
+    pub ran: usize,
+    /// Units found done.
+    pub resumed: usize,
+    /// Units in this shard.
+    pub total: usize,
+}
+
+/// Runs (or resumes) the sweep of `config` into `out`; relative paths of the config are
+/// taken from `base`. Only the units of `shard` run. `progress` is called after every unit.
+pub fn run(
+    config: &SweepConfig,
+    registry: &Registry,
+    base: &Path,
+    out: &Path,
+    shard: Shard,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Outcome, Error> {
+    let plan = plan(config, base)?;
+    let mut writer = ResultsWriter::open(out)?;
+    // The stored config identifies the sweep; the thread count and the target batch do not
+    // change results (beyond float rounding), so a resume or a shard on another machine may
+    // use others.
+    let stored = SweepConfig {
+        threads: 0,
+        target_batch: crate::config::DEFAULT_TARGET_BATCH,
+        ..config.clone()
+    };
+    store_or_check(out, CONFIG_FILE, &stored.to_toml(), &[])?;
+    run_file(config, &plan).write_or_check(out)?;
+    store_or_check(
+        out,
+        PROMPTS_FILE,
+        &prompts_text(&prompt_records(&plan)),
+        &[],
+    )?;
+
+    // The units of this shard, by checkpoint.
+    let mut units: Vec<UnitRef> = Vec::new();
+    let mut index = 0;
+    for (m, (dir, _)) in plan.models.iter().enumerate() {
+        for (i, item) in plan.items.iter().enumerate() {
+            if index % shard.count == shard.index {
+                units.push(UnitRef {
+                    model: m,
+                    item: i,
+                    key: format!("{}/{}", checkpoint_name(dir), item.key()),
+                });
+            }
+            index += 1;
+        }
+    }
+    let total = units.len();
+    let resumed = units.iter().filter(|u| writer.is_done(&u.key)).count();
+    let plugins = plugins(config, registry)?;
+    let options = BackendOptions {
+        plugin: config.plugins.backend.clone(),
+        threads: config.threads,
+        verify: true,
+    };
+    let mut done = resumed;
+    let mut ran = 0;
+    for (m, (dir, manifest)) in plan.models.iter().enumerate() {
+        let todo: Vec<&UnitRef> = units
+            .iter()
+            .filter(|u| u.model == m && !writer.is_done(&u.key))
+            .collect();
+        if todo.is_empty() {
+            continue;
+        }
+        let mut model = Model::open(registry, dir, &options)?;
+        let mut prefixes = PrefixCache::new();
+        let stops = stops_from(&plan.pieces, &model);
+        let per_batch = units_per_batch(config, &model, &plan, &todo);
+        let ctx = Units {
+            config,
+            plan: &plan,
+            plugins: &plugins,
+            checkpoint: Checkpoint {
+                name: checkpoint_name(dir),
+                step: manifest.step,
+                hash: manifest.content_hash(),
+                stops,
+            },
+        };
+        for group in todo.chunks(per_batch) {
+            let started = std::time::Instant::now();
+            let items: Vec<(&Item, &str)> = group
+                .iter()
+                .map(|u| (&plan.items[u.item], u.key.as_str()))
+                .collect();
+            let unit_rows = ctx.run(&mut model, &mut prefixes, &items)?;
+            // The batch's compute, shared evenly by its units.
+            let computed = started.elapsed().as_secs_f64();
+            for (unit, rows) in group.iter().zip(unit_rows) {
+                let written = std::time::Instant::now();
+                writer.append_unit(&rows)?;
+                Timing {
+                    batch: group.len(),
+                    seconds: computed / group.len() as f64,
+                    unit: unit.key.clone(),
+                    write_seconds: written.elapsed().as_secs_f64(),
+                }
+                .append(out)?;
+                done += 1;
+                ran += 1;
+                progress(&Progress {
+                    done,
+                    total,
+                    resumed,
+                    checkpoint: ctx.checkpoint.name.clone(),
+                });
+            }
+        }
+    }
+    Ok(Outcome {
+        ran,
+        resumed,
+        total,
+    })
+}
+/// `run.json` of a sweep.
+fn run_file(config: &SweepConfig, plan: &Plan) -> RunFile {
+    RunFile {
+        format_version: RUN_FORMAT_VERSION,
+        models: plan
+            .models
+            .iter()
+            .map(|(d, m)| ModelEntry {
+                architecture: m.architecture.clone(),
+                checkpoint: checkpoint_name(d),
+                hash: m.content_hash(),
+                step: m.step,
+            })
+            .collect(),
+        study: Some(Study {
+            concepts: config.concepts.clone(),
+            pairs: config.pairs.clone(),
+        }),
+    }
+}
+
+/// The records of `prompts.jsonl`: each target with the token sets behind its probability
+/// columns, then its sources by setting.
+fn prompt_records(plan: &Plan) -> Vec<PromptRecord> {
+    let mut records = Vec::new();
+    for item in &plan.items {
+        let key = item.key();
+        let mut target = item.target.record(&key, Role::Target, None);
+        target.metric_ids = Some(
+            metric_sets(&plan.study, &plan.tokens, item)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        );
+        records.push(target);
+        for (setting, list) in &item.sources {
+            for p in list {
+                records.push(p.record(&key, Role::Source, Some(*setting)));
+            }
+        }
+    }
+    records
+}

@@ -1,0 +1,305 @@
+//! The plan of a sweep, fixed before any model runs and depending only on the config and
+//! the tokenizer: the series (which must share its tokenizer), the concept pairs per target
+//! pair ([`draw_pairs`]), the target prompt and the source prompts of each setting
+//! (demonstrations drawn from seeded streams named after the unit and setting), all tokenized
+//! once; or a replayed prompt set.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use xlpatch_concepts::{ConceptTable, Lang};
+
+use super::item::{Item, Planned};
+use super::replay;
+use crate::Error;
+use crate::config::{Demos, Setting, SweepConfig, Variant};
+use crate::pairs::{ConceptPair, ConceptTokens, draw_pairs, vocab_pieces};
+use crate::prompt::{Prompt, PromptBuilder, PromptKind};
+use crate::rng::Rng;
+
+/// The source prompts of one setting for a target (empty for `unpatched` and `tgt_tgt`).
+fn source_specs(
+    setting: Setting,
+    in_lang: Lang,
+    out_lang: Lang,
+    seen: &[Lang],
+) -> Vec<(Lang, Lang)> {
+    let en = Lang::from_code("en").expect("English is known");
+    match setting {
+        Setting::Tgt => vec![(in_lang, out_lang)],
+        Setting::Seen => {
+            let ok = |l: &Lang| *l != in_lang && *l != out_lang && *l != en;
+            let langs: Vec<Lang> = seen.iter().copied().filter(ok).collect();
+            langs
+                .iter()
+                .flat_map(|&a| langs.iter().filter(move |&&b| b != a).map(move |&b| (a, b)))
+                .collect()
+        }
+        Setting::EnEn => vec![(en, en)],
+        Setting::SelfCopy => vec![(out_lang, out_lang)],
+        Setting::TgtTgt | Setting::Unpatched => Vec::new(),
+    }
+}
+
+/// The token sets behind a target's probability columns, by column name: what a row's
+/// `p_*` values sum over (written into `prompts.jsonl` so another tool can compute the same).
+pub(super) fn metric_sets(
+    plan_study: &[Lang],
+    tokens: &ConceptTokens,
+    item: &Item,
+) -> Vec<(&'static str, Vec<u32>)> {
+    let (src, tgt) = (item.pair.source.as_str(), item.pair.target.as_str());
+    let (in_l, out_l) = (item.in_lang, item.out_lang);
+    let union = |c: &str| -> Vec<u32> {
+        let mut ids: Vec<u32> = plan_study
+            .iter()
+            .filter(|&&l| l != in_l && l != out_l)
+            .flat_map(|&l| tokens.get(c, l).iter().copied())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    vec![
+        ("p_src_out", tokens.get(src, out_l).to_vec()),
+        ("p_tgt_out", tokens.get(tgt, out_l).to_vec()),
+        ("p_src_in", tokens.get(src, in_l).to_vec()),
+        ("p_tgt_in", tokens.get(tgt, in_l).to_vec()),
+        ("p_src_other", union(src)),
+        ("p_tgt_other", union(tgt)),
+        ("p_src_out_aug", tokens.augmented(src, out_l).to_vec()),
+        ("p_tgt_out_aug", tokens.augmented(tgt, out_l).to_vec()),
+    ]
+}
+
+/// Everything fixed before the first model runs.
+pub(super) struct Plan {
+    /// The series, in config order, with their manifests.
+    pub(super) models: Vec<(PathBuf, xlpatch_model::Manifest)>,
+    /// The study languages.
+    pub(super) study: Vec<Lang>,
+    /// The concept table, restricted to the study.
+    pub(super) table: ConceptTable,
+    /// Every concept's token sets under the series' tokenizer.
+    pub(super) tokens: ConceptTokens,
+    /// The series' shared tokenizer's tokens as text, by id.
+    pub(super) pieces: Vec<String>,
+    /// The target prompts with their sources.
+    pub(super) items: Vec<Item>,
+}
+
+pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
+    config.validate()?;
+    let dirs = config.model_dirs(base)?;
+    if dirs.is_empty() {
+        return Err(Error::Config("no model directory given".into()));
+    }
+    let mut models = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let manifest = xlpatch_model::Manifest::read(&dir)?;
+        models.push((dir, manifest));
+    }
+    let tok_hash =
+        |m: &xlpatch_model::Manifest| m.tokenizer.as_ref().and_then(|t| m.files.get(t).cloned());
+    let (first_dir, first) = &models[0];
+    let Some(tok_file) = &first.tokenizer else {
+        return Err(Error::Tokenizer {
+            path: first_dir.clone(),
+            what: "the model directory has no tokenizer (export with --tokenizer)".into(),
+        });
+    };
+    if let Some((dir, _)) = models.iter().find(|(_, m)| tok_hash(m) != tok_hash(first)) {
+        return Err(Error::Config(format!(
+            "{} has another tokenizer than {}: a series must share its tokenizer",
+            dir.display(),
+            first_dir.display()
+        )));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    if let Some((dir, _)) = models
+        .iter()
+        .find(|(d, _)| !names.insert(checkpoint_name(d)))
+    {
+        return Err(Error::Config(format!(
+            "two checkpoints are named {:?}: results name checkpoints by directory",
+            checkpoint_name(dir)
+        )));
+    }
+    let tok_path = first_dir.join(tok_file);
+    let tokenizer = tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| Error::Tokenizer {
+        path: tok_path.clone(),
+        what: e.to_string(),
+    })?;
+    let study = config.study_languages()?;
+    let seen = config.seen_languages()?;
+    let mut table = ConceptTable::load(base.join(&config.concepts))?.subset(&study)?;
+    if let Some(ids) = config.concept_ids(base)? {
+        table = table.only(&ids).map_err(|e| {
+            Error::Config(format!(
+                "concept_list {}: {e}",
+                base.join(config.concept_list.as_deref().unwrap_or(""))
+                    .display()
+            ))
+        })?;
+    }
+    let pieces = vocab_pieces(&tokenizer)?;
+    let tokens = ConceptTokens::build_with(&tokenizer, &table, &study, &pieces)?;
+    let concepts: Vec<String> = tokens.concepts().map(str::to_string).collect();
+    let template = config.template()?;
+    let builder = PromptBuilder::new(&table, &template, config.n_shots);
+    let source_kind = match config.variant {
+        Variant::FromLayer => PromptKind::Cut,
+        Variant::SingleLayer => PromptKind::Translation,
+    };
+    let planned = |prompt: Prompt| -> Result<Planned, Error> {
+        let tokens = prompt.tokenize(&tokenizer)?;
+        Ok(Planned { prompt, tokens })
+    };
+    if let Some(file) = &config.prompts {
+        let items = replay::read_items(&base.join(file), &config.settings)?;
+        for item in &items {
+            for lang in [item.in_lang, item.out_lang] {
+                if !study.contains(&lang) {
+                    return Err(Error::Config(format!(
+                        "prompts {file}: item {} uses {lang}, which is not a study language",
+                        item.key()
+                    )));
+                }
+            }
+            for c in [&item.pair.source, &item.pair.target] {
+                if tokens.get(c, item.out_lang).is_empty() {
+                    return Err(Error::Config(format!(
+                        "prompts {file}: concept {c:?} of item {} is not in the concept table \
+                         (or has no form in a study language)",
+                        item.key()
+                    )));
+                }
+            }
+        }
+        return Ok(Plan {
+            models,
+            study,
+            table,
+            tokens,
+            pieces,
+            items,
+        });
+    }
+    let mut drawn = Vec::new();
+    for (in_lang, out_lang) in config.target_pairs()? {
+        let pair_seed = Rng::stream(config.seed, &format!("pairs/{in_lang}-{out_lang}")).next_u64();
+        let pairs = draw_pairs(
+            &tokens,
+            &concepts,
+            config.concept_pairs,
+            config.collision.into(),
+            pair_seed,
+        )?;
+        drawn.push((in_lang, out_lang, pairs));
+    }
+    // Shared demonstrations avoid every concept a pair of the sweep uses, so that no prompt's
+    // demonstrations show its own concepts.
+    let used_owned: Vec<String> = drawn
+        .iter()
+        .flat_map(|(_, _, pairs): &(Lang, Lang, Vec<ConceptPair>)| pairs.iter())
+        .flat_map(|p| [p.source.clone(), p.target.clone()])
+        .collect();
+    let used: Vec<&str> = used_owned.iter().map(String::as_str).collect();
+    let mut shared: BTreeMap<(Lang, Lang), Vec<String>> = BTreeMap::new();
+    let mut demos_for =
+        |key: &str, who: &str, a: Lang, b: Lang, exclude: &[&str]| match config.demos {
+            Demos::PerPrompt => {
+                let mut rng = Rng::stream(config.seed, &format!("demos/{key}/{who}"));
+                builder.draw_demos(&mut rng, a, b, exclude)
+            }
+            Demos::PerPair => {
+                if let Some(d) = shared.get(&(a, b)) {
+                    return Ok(d.clone());
+                }
+                let mut rng = Rng::stream(config.seed, &format!("demos/{a}-{b}"));
+                let d = builder.draw_demos(&mut rng, a, b, &used)?;
+                shared.insert((a, b), d.clone());
+                Ok(d)
+            }
+        };
+    let mut items = Vec::new();
+    for (in_lang, out_lang, pairs) in drawn {
+        for pair in pairs {
+            let exclude = [pair.source.as_str(), pair.target.as_str()];
+            let key = format!("{in_lang}-{out_lang}/{}>{}", pair.source, pair.target);
+            let demos = demos_for(&key, "target", in_lang, out_lang, &exclude)?;
+            let target = planned(builder.build(
+                PromptKind::Translation,
+                &pair.target,
+                in_lang,
+                out_lang,
+                &demos,
+            )?)?;
+            let mut sources = BTreeMap::new();
+            for &setting in &config.settings {
+                let mut list = Vec::new();
+                for (a, b) in source_specs(setting, in_lang, out_lang, &seen) {
+                    let who = format!("{}/{a}-{b}", setting.name());
+                    let demos = demos_for(&key, &who, a, b, &exclude)?;
+                    list.push(planned(builder.build(
+                        source_kind,
+                        &pair.source,
+                        a,
+                        b,
+                        &demos,
+                    )?)?);
+                }
+                if setting == Setting::Seen && list.is_empty() {
+                    return Err(Error::Config(format!(
+                        "setting seen: no pair of seen languages avoids {in_lang}, {out_lang} and en"
+                    )));
+                }
+                sources.insert(setting, list);
+            }
+            items.push(Item {
+                in_lang,
+                out_lang,
+                pair,
+                target,
+                sources,
+            });
+        }
+    }
+    Ok(Plan {
+        models,
+        study,
+        table,
+        tokens,
+        pieces,
+        items,
+    })
+}
+
+/// A checkpoint's name in results: its directory's name.
+pub(super) fn checkpoint_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_sources_avoid_the_target_languages_and_english() {
+        let l = |c: &str| Lang::from_code(c).unwrap();
+        let seen = [l("en"), l("de"), l("fr"), l("es"), l("it")];
+        let specs = source_specs(Setting::Seen, l("fr"), l("de"), &seen);
+        assert_eq!(specs, [(l("es"), l("it")), (l("it"), l("es"))]);
+        assert_eq!(
+            source_specs(Setting::SelfCopy, l("fr"), l("de"), &seen),
+            [(l("de"), l("de"))]
+        );
+        assert_eq!(
+            source_specs(Setting::EnEn, l("fr"), l("de"), &seen),
+            [(l("en"), l("en"))]
+        );
+        assert!(source_specs(Setting::Unpatched, l("fr"), l("de"), &seen).is_empty());
+    }
+}
