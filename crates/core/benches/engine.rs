@@ -1,11 +1,12 @@
-//! Criterion micro-benchmarks of the engine (issue 7), on the fixture series' final
+//! Criterion micro-benchmarks of the engine, on the fixture series' final
 //! checkpoint and, when `cargo xtask gemma` has fetched it, on Gemma-3-270M:
 //!
 //! - `start_layer`: one patched start layer (0, the costliest for the incremental path),
 //!   naive (the whole prompt through every block) and incremental (positions from the patched
 //!   one through the blocks above, from a kept unpatched run);
 //! - `target`: one full target, every start layer, probabilities and greedy generations
-//!   (incremental: the unpatched run included; naive only on the fixture, where it is cheap);
+//!   (incremental with all start layers batched and one at a time, the unpatched run
+//!   included; naive only on the fixture, where it is cheap);
 //! - `latents`: source latent extraction, one prompt, four in a batch, and their mean;
 //! - `backend`: the backend's cost per call against its compute: one block on 1 to 64 tokens
 //!   (a straight line `a + b·n`, `a` the per-call overhead), a decode step (1 token over 64
@@ -105,6 +106,16 @@ fn bench_model(
                     Batching::Layers,
                 )
                 .unwrap(),
+            )
+        })
+    });
+    // Start layers one at a time (what the batched path replaces; moved here from a timing
+    // "test" that printed the ratios).
+    g.bench_function("incremental_unbatched", |b| {
+        b.iter(|| {
+            let base = Baseline::run(model, &target.ids).unwrap();
+            black_box(
+                incremental(model, &base, &patch, &strategy, &generation, Batching::None).unwrap(),
             )
         })
     });

@@ -78,7 +78,7 @@ impl PrefixRun {
 
 /// One row of a [`Continuation`]: the prefix run it continues (if any), its tokens, and the
 /// last token to compute.
-pub(crate) type Row<'a> = (Option<&'a PrefixRun>, &'a [u32], usize);
+pub(crate) type Continued<'a> = (Option<&'a PrefixRun>, &'a [u32], usize);
 
 /// A batch of prompts that continue their prefix runs, each computed up to a last token, in
 /// one call per block. Every row is left-aligned to the batch's last column with padding only
@@ -88,7 +88,7 @@ pub(crate) type Row<'a> = (Option<&'a PrefixRun>, &'a [u32], usize);
 /// cache, and whatever of `t` a shorter row does not need covers the end of its prefix again.
 /// A masked key gets exactly zero weight, so each row equals its own run to float tolerance.
 pub(crate) struct Continuation<'a, 'r> {
-    rows: &'r [Row<'a>],
+    rows: &'r [Continued<'a>],
     /// Tokens computed per row: the batch's columns after the past.
     pub(crate) t: usize,
     /// Per row, how many cached prefix tokens precede its computed ones.
@@ -99,7 +99,7 @@ pub(crate) struct Continuation<'a, 'r> {
 
 impl<'a, 'r> Continuation<'a, 'r> {
     /// Checks every row and lays out the batch.
-    pub(crate) fn plan(rows: &'r [Row<'a>]) -> Result<Self, Error> {
+    pub(crate) fn plan(rows: &'r [Continued<'a>]) -> Result<Self, Error> {
         for (prefix, ids, end) in rows {
             let p = prefix.map_or(0, |r| r.len());
             if let Some(prefix) = prefix {

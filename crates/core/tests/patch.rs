@@ -5,20 +5,18 @@
 //! positions, latents, strategies and both scopes; plus controls that a patch does something
 //! and that patching a prompt with its own residuals does nothing, and a timing.
 
-use std::time::{Duration, Instant};
-
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use xlpatch_core::abi::PatchStrategy;
 use xlpatch_core::latents::{residuals, residuals_batch};
 use xlpatch_core::model::Model;
 use xlpatch_core::patch::{
-    Baseline, Batching, Generation, LayerResults, Patch, Patched, Scope, generate_many,
-    incremental, naive, patched_many,
+    Baseline, Batching, Generation, Patch, Patched, Scope, generate_many, incremental, naive,
+    patched_many,
 };
 use xlpatch_core::rng::Rng;
 
-use crate::support::{exported, max_abs_diff, open, registry};
+use crate::support::{exported, max_abs_diff, open, persisted, registry};
 
 const TOLERANCE: f32 = 1e-5;
 
@@ -102,7 +100,7 @@ fn naive_equals_incremental_in(arch: &str, dir: &std::path::Path) {
     let worst = std::cell::Cell::new(0f32);
     let mut runner = TestRunner::new(Config {
         cases: 24,
-        failure_persistence: None,
+        failure_persistence: persisted("patch"),
         ..Config::default()
     });
     let cases = (
@@ -235,65 +233,6 @@ fn self_patching_is_the_identity_and_a_random_patch_is_not() {
     assert!(r.generations.iter().all(Vec::is_empty));
 }
 
-fn time(mut f: impl FnMut() -> LayerResults, reps: usize) -> (Duration, LayerResults) {
-    let mut r = f();
-    let start = Instant::now();
-    for _ in 0..reps {
-        r = f();
-    }
-    (start.elapsed() / reps as u32, r)
-}
-
-/// Times the three ways on a 48-token prompt patched 6 tokens from its end, without and with
-/// generation, and prints the ratios (checking the results agree once more).
-#[test]
-fn incremental_timing() {
-    let registry = registry();
-    let replace = registry
-        .get("patch-replace")
-        .and_then(|p| p.patch_strategy(&[]))
-        .unwrap();
-    for arch in ["llama", "gemma3"] {
-        let mut model = open(&registry, &exported(arch, None));
-        let ids: Vec<u32> = (0..48).map(|i| (i * 91 + 3) % 256).collect();
-        let lat = latent(&model, 2, 1.0);
-        let patch = Patch {
-            position: ids.len() - 6,
-            latent: &lat,
-            scope: Scope::FromLayer,
-        };
-        let stop = |_: u32| false;
-        for max_new in [0, 10] {
-            let generation = Generation {
-                max_new,
-                stop: &stop,
-            };
-            let reps = 5;
-            let (t_naive, r_naive) = time(
-                || naive(&mut model, &ids, &patch, &replace, &generation).unwrap(),
-                reps,
-            );
-            let mut inc = |batching| {
-                let base = Baseline::run(&mut model, &ids).unwrap();
-                incremental(&mut model, &base, &patch, &replace, &generation, batching).unwrap()
-            };
-            let (t_one, r_one) = time(|| inc(Batching::None), reps);
-            let (t_batch, r_batch) = time(|| inc(Batching::Layers), reps);
-            for r in [&r_one, &r_batch] {
-                assert!(max_abs_diff(&r.probs, &r_naive.probs) <= TOLERANCE);
-                assert_eq!(r.generations, r_naive.generations);
-            }
-            println!(
-                "{arch} ({} layers, 48 tokens, patch at 42, {max_new} generated): naive \
-                 {t_naive:.2?}, incremental {t_one:.2?} ({:.2}x), batched {t_batch:.2?} ({:.2}x)",
-                r_naive.n_layers(),
-                t_naive.as_secs_f64() / t_one.as_secs_f64(),
-                t_naive.as_secs_f64() / t_batch.as_secs_f64(),
-            );
-        }
-    }
-}
-
 /// Source latents from left-padded batches equal single runs (up to 20 prompts of 1 to 40
 /// tokens, read at random positions, so batches of 16 and 4 with much padding).
 #[test]
@@ -346,7 +285,7 @@ fn targets_together_equal_targets_alone(arch: &str) {
     };
     let mut runner = TestRunner::new(Config {
         cases: 12,
-        failure_persistence: None,
+        failure_persistence: persisted("patch"),
         ..Config::default()
     });
     let cases = prop::collection::vec(

@@ -13,7 +13,7 @@ use xlpatch_core::model::Model;
 use xlpatch_core::patch::Baseline;
 use xlpatch_core::prefix::{PrefixCache, PrefixRun};
 
-use crate::support::{exported, max_abs_diff, open, registry, repo_root};
+use crate::support::{exported, max_abs_diff, open, persisted, registry, repo_root};
 
 const TOLERANCE: f32 = 1e-5;
 
@@ -42,7 +42,7 @@ fn prefixes_equal_whole_runs(arch: &str) {
     let vocab = model.borrow().info().vocab;
     let mut runner = TestRunner::new(Config {
         cases: 24,
-        failure_persistence: None,
+        failure_persistence: persisted("prefix"),
         ..Config::default()
     });
     // Rows: a shared prefix, several continuations, each with a site, some without prefix.

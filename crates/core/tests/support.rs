@@ -146,3 +146,16 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Where a property test keeps the seeds of its failures (`tests/proptest-regressions/`,
+/// committed): a failing case found once is replayed first by every later run, on every
+/// machine.
+pub fn persisted(name: &str) -> Option<Box<dyn proptest::test_runner::FailurePersistence>> {
+    let path = format!(
+        "{}/tests/proptest-regressions/{name}.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    Some(Box::new(
+        proptest::test_runner::FileFailurePersistence::Direct(Box::leak(path.into_boxed_str())),
+    ))
+}

@@ -165,6 +165,26 @@ fn create_dir(path: &Path) -> Result<(), Error> {
     })
 }
 
+/// `records` under `header` as RFC 4180 CSV (a field with a comma, a quote or a line break
+/// quoted, quotes doubled; `\n` between records), which spreadsheets and `pandas.read_csv`
+/// read as they are.
+pub(crate) fn csv_text<I, R, F>(header: &[&str], records: I) -> String
+where
+    I: IntoIterator<Item = R>,
+    R: IntoIterator<Item = F>,
+    F: AsRef<[u8]>,
+{
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    // Writing into memory cannot fail, and every field is text.
+    w.write_record(header).expect("csv into memory");
+    for record in records {
+        w.write_record(record).expect("csv into memory");
+    }
+    String::from_utf8(w.into_inner().expect("csv into memory")).expect("fields are text")
+}
+
 pub(crate) fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), Error> {
     std::fs::write(path, contents).map_err(|source| Error::Write {
         path: path.to_path_buf(),

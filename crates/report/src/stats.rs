@@ -281,9 +281,6 @@ impl Stats {
 
     /// Every estimate as CSV: one line per group and metric.
     pub fn to_csv(&self, results: &Results) -> String {
-        let mut out = String::from(
-            "checkpoint,step,setting,in_lang,out_lang,start_layer,metric,mean,ci_low,ci_high,n\n",
-        );
         let order = |c: &str| results.checkpoints().iter().position(|x| *x == c);
         let mut keys: Vec<&Key> = self.by_pair.keys().collect();
         keys.sort_by_key(|k| {
@@ -295,6 +292,7 @@ impl Stats {
                 k.4,
             )
         });
+        let mut records = Vec::new();
         for key in keys {
             let step = results
                 .model(&key.0)
@@ -302,14 +300,38 @@ impl Stats {
                 .map_or(String::new(), |s| s.to_string());
             for (m, metric) in METRICS.iter().enumerate() {
                 if let Some(e) = self.by_pair[key][m] {
-                    out.push_str(&format!(
-                        "{},{step},{},{},{},{},{},{},{},{},{}\n",
-                        key.0, key.1, key.2, key.3, key.4, metric.key, e.mean, e.lo, e.hi, e.n
-                    ));
+                    records.push([
+                        key.0.clone(),
+                        step.clone(),
+                        key.1.to_string(),
+                        key.2.clone(),
+                        key.3.clone(),
+                        key.4.to_string(),
+                        metric.key.to_string(),
+                        e.mean.to_string(),
+                        e.lo.to_string(),
+                        e.hi.to_string(),
+                        e.n.to_string(),
+                    ]);
                 }
             }
         }
-        out
+        crate::csv_text(
+            &[
+                "checkpoint",
+                "step",
+                "setting",
+                "in_lang",
+                "out_lang",
+                "start_layer",
+                "metric",
+                "mean",
+                "ci_low",
+                "ci_high",
+                "n",
+            ],
+            records,
+        )
     }
 }
 

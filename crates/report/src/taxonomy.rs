@@ -424,20 +424,17 @@ impl Counts {
 
     /// The counts as CSV: checkpoint, setting, start layer, then one column per category.
     pub fn to_csv(&self) -> String {
-        let mut out = String::from("checkpoint,setting,start_layer");
-        for c in Category::ALL {
-            out.push(',');
-            out.push_str(c.name());
-        }
-        out.push('\n');
-        for ((_, c, _, s, j), counts) in &self.cells {
-            out.push_str(&format!("{c},{s},{j}"));
-            for n in counts {
-                out.push_str(&format!(",{n}"));
-            }
-            out.push('\n');
-        }
-        out
+        let header: Vec<&str> = ["checkpoint", "setting", "start_layer"]
+            .into_iter()
+            .chain(Category::ALL.iter().map(|c| c.name()))
+            .collect();
+        let records = self.cells.iter().map(|((_, c, _, s, j), counts)| {
+            [c.clone(), s.to_string(), j.to_string()]
+                .into_iter()
+                .chain(counts.iter().map(|n| n.to_string()))
+                .collect::<Vec<_>>()
+        });
+        crate::csv_text(&header, records)
     }
 }
 

@@ -246,3 +246,19 @@ fn results_whose_run_json_predates_the_study_still_report() {
         "{err}"
     );
 }
+
+/// `stats.csv` and `errors.csv` of the fixed results of `fixture.rs`, as insta snapshots
+/// (`tests/snapshots/`): any change to a number, a column or the quoting shows in review.
+#[test]
+fn stats_and_errors_of_a_fixed_run_are_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let written = build_small(tmp.path());
+    insta::assert_snapshot!(
+        "stats_csv",
+        std::fs::read_to_string(&written.stats).unwrap()
+    );
+    insta::assert_snapshot!(
+        "errors_csv",
+        std::fs::read_to_string(&written.errors).unwrap()
+    );
+}

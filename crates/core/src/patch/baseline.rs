@@ -5,7 +5,7 @@ use super::generate::greedy_batch;
 use super::spec::{Generation, Patched, shape};
 use crate::Error;
 use crate::model::{LayerKv, Model, softmax};
-use crate::prefix::{Continuation, PrefixRun, Row};
+use crate::prefix::{Continuation, Continued, PrefixRun};
 
 /// One unpatched run of a prompt: every block's output and KV cache, and the logits at the
 /// last position. Shared by every patch of the prompt.
@@ -63,7 +63,7 @@ impl Baseline {
             if chunk.iter().any(|(_, ids)| ids.is_empty()) {
                 return Err(Error::Inconsistent("an empty prompt cannot be run".into()));
             }
-            let rows: Vec<Row<'_>> = chunk
+            let rows: Vec<Continued<'_>> = chunk
                 .iter()
                 .map(|&(prefix, ids)| (prefix, ids, ids.len() - 1))
                 .collect();
