@@ -1,7 +1,7 @@
 //! Project automation, run as `cargo xtask <task>` (the alias is in `.cargo/config.toml`).
 //!
 //! Tasks: `test` (the README's test command), `sweep` (the main job), `report`, `snapshots`,
-//! `bench`, `bench-scaling`, `build-plugins`, `ort`, `gemma`, `fixtures` (see `HELP`). Each
+//! `bench`, `bench-scaling`, `build-plugins`, `ort`, `gemma`, `fixtures`, `fuzz` (see `HELP`). Each
 //! task lives in its own module and parses its own options with the one argument parser,
 //! [`lexopt`]; they shell out to cargo and python3 and need nothing installed beyond the Rust
 //! toolchain and python3 with pip.
@@ -15,6 +15,7 @@ use lexopt::Parser;
 mod args;
 mod bench;
 mod fixtures;
+mod fuzz;
 mod gemma;
 mod metadata;
 mod ort;
@@ -44,6 +45,9 @@ tasks:
                               shape (slow; up to 10 GB under target/bench-scaling, deleted after)
   fixtures [--check]          retrain the fixture series and rewrite its goldens and exports;
                               --check rebuilds it under target/ and compares with the committed one
+  fuzz [--secs N] [--afl] [TARGET]
+                              run each fuzz target of fuzz/ for N seconds (default 60); --afl:
+                              coverage-guided with AFL++ (needs `cargo install cargo-afl`)
 ";
 
 fn main() -> Result<()> {
@@ -65,6 +69,7 @@ fn main() -> Result<()> {
         "bench" => bench::bench(p),
         "bench-scaling" => scaling::scaling(p),
         "fixtures" => fixtures::fixtures(args::flag(p, "check", HELP)?),
+        "fuzz" => fuzz::fuzz(p),
         other => bail!("unknown task {other:?}\n\n{HELP}"),
     }
 }

@@ -36,7 +36,7 @@ fn manifests() -> Vec<PathBuf> {
 #[test]
 fn tidy() {
     let mut files = Vec::new();
-    for dir in ["crates", "plugins", "fixtures", "tests", "xtask"] {
+    for dir in ["crates", "plugins", "fixtures", "tests", "xtask", "fuzz"] {
         rust_files(&root().join(dir), &mut files);
     }
     assert!(files.len() > 10, "tidy found too few files: {files:?}");
