@@ -8,8 +8,8 @@ use std::process::Command;
 use xlpatch_abi::loader::PluginLibrary;
 use xlpatch_abi::{
     ABI_CURRENT, BackendVTable, DType, ErrorBuf, ExtractVTable, KeyValue, LayerIoC, Metric,
-    MetricVTable, ModelInfo, PatchSite, PatchVTable, PluginHeader, PluginKind, StatusCode,
-    TensorMut, TensorRef, TensorView, TensorViewMut,
+    MetricVTable, ModelInfo, PatchSite, PatchVTable, PluginHeader, PluginHeaderPrefix, PluginKind,
+    StatusCode, TensorMut, TensorRef, TensorView, TensorViewMut,
 };
 
 use crate::support::{compile_c_plugin, lib_path, open, root};
@@ -52,6 +52,14 @@ fn the_c_header_matches_the_rust_layout() {
         ),
         ("sizeof XlpTensorViewMut", size_of::<TensorViewMut>()),
         ("sizeof XlpPatchSite", size_of::<PatchSite>()),
+        (
+            "sizeof XlpPluginHeaderPrefix",
+            size_of::<PluginHeaderPrefix>(),
+        ),
+        (
+            "offsetof XlpPluginHeaderPrefix.version",
+            offset_of!(PluginHeaderPrefix, version),
+        ),
         ("sizeof XlpPluginHeader", size_of::<PluginHeader>()),
         (
             "offsetof XlpPluginHeader.abi_version",
@@ -93,6 +101,14 @@ fn the_c_header_matches_the_rust_layout() {
         ("sizeof XlpExtractVTable", size_of::<ExtractVTable>()),
         ("sizeof XlpMetricVTable", size_of::<MetricVTable>()),
         ("sizeof XlpModelInfo", size_of::<ModelInfo>()),
+        (
+            "offsetof XlpModelInfo.struct_size",
+            offset_of!(ModelInfo, struct_size),
+        ),
+        (
+            "offsetof XlpModelInfo.n_layers",
+            offset_of!(ModelInfo, n_layers),
+        ),
         ("offsetof XlpModelInfo.vocab", offset_of!(ModelInfo, vocab)),
         (
             "offsetof XlpModelInfo.has_sublayer_outputs",

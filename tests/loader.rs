@@ -1,6 +1,7 @@
 //! Every refusal of the loader, each with a real library: a file that is not a library, a
-//! library without the entry symbol, another ABI version, an unknown kind, the wrong kind, a
-//! malformed header, two plugins with the same name; and panics stopped at the boundary.
+//! library without the entry symbol, an older ABI version, another ABI version with another
+//! header layout, an unknown kind, a NULL function pointer, the wrong kind, a malformed
+//! header, two plugins with the same name; and panics stopped at the boundary.
 
 use xlpatch_abi::loader::{LoadError, PluginLibrary, Registry};
 use xlpatch_abi::{PatchSite, PatchStrategy, PluginKind, StatusCode, TensorMut, TensorRef};
@@ -40,24 +41,100 @@ fn a_library_without_the_entry_symbol_is_refused() {
 }
 
 #[test]
-fn another_abi_version_is_refused_with_name_and_versions() {
+fn a_plugin_of_abi_v1_is_refused_with_name_and_versions() {
     let dir = tempfile::tempdir().unwrap();
     let lib = c_lib(
         &dir,
-        "future",
-        &["XLP_TEST_ABI=2u", "XLP_TEST_NAME=\"metric-future\""],
+        "old",
+        &["XLP_TEST_ABI=1u", "XLP_TEST_NAME=\"metric-old\""],
     );
     let err = PluginLibrary::open(&lib).unwrap_err();
     match &err {
         LoadError::AbiMismatch { name, found, .. } => {
-            assert_eq!(name, "metric-future");
-            assert_eq!(*found, 2);
+            assert_eq!(name, "metric-old");
+            assert_eq!(*found, 1);
         }
         other => panic!("expected an ABI mismatch, got {other:?}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains("built for plugin ABI v2"), "{msg}");
-    assert!(msg.contains("speaks ABI v1"), "{msg}");
+    assert!(msg.contains("built for plugin ABI v1"), "{msg}");
+    assert!(msg.contains("speaks ABI v2"), "{msg}");
+    assert!(msg.contains("rebuild it"), "{msg}");
+}
+
+/// `tests/c/other_abi.c`: a v99 header that is only the frozen prefix, ending where an
+/// unreadable page begins. Reading any v2 field of it before the version check would crash
+/// this test binary.
+#[test]
+fn another_abi_layout_is_refused_reading_only_the_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = lib_path(dir.path(), "abi_v99");
+    compile_c_plugin("other_abi.c", &[], &lib);
+    let err = PluginLibrary::open(&lib).unwrap_err();
+    match &err {
+        LoadError::AbiMismatch {
+            name,
+            version,
+            found,
+            path,
+        } => {
+            assert_eq!(name, "metric-abi-v99");
+            assert_eq!(version, "9.9.0");
+            assert_eq!(*found, 99);
+            assert_eq!(path, &lib);
+        }
+        other => panic!("expected an ABI mismatch, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("plugin \"metric-abi-v99\" 9.9.0") && msg.contains("built for plugin ABI v99"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_null_create_is_refused_naming_the_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = c_lib(&dir, "null_create", &["XLP_TEST_NULL_CREATE"]);
+    let err = PluginLibrary::open(&lib).unwrap_err();
+    match &err {
+        LoadError::NullFunction { name, slot, .. } => {
+            assert_eq!(name, "metric-c-sum");
+            assert_eq!(*slot, "XlpPluginHeader.create");
+        }
+        other => panic!("expected a NULL function refusal, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("plugin \"metric-c-sum\"")
+            && msg.contains("leaves `XlpPluginHeader.create` NULL"),
+        "{msg}"
+    );
+    assert!(msg.contains(&lib.display().to_string()), "{msg}");
+}
+
+#[test]
+fn a_null_table_entry_is_refused_naming_the_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = c_lib(&dir, "null_compute", &["XLP_TEST_NULL_COMPUTE"]);
+    let err = PluginLibrary::open(&lib).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LoadError::NullFunction {
+                slot: "XlpMetricVTable.compute",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("plugin \"metric-c-sum\" (")
+            && err
+                .to_string()
+                .contains("leaves `XlpMetricVTable.compute` NULL"),
+        "{err}"
+    );
 }
 
 #[test]

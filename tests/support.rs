@@ -101,42 +101,32 @@ pub fn lib_path(dir: &Path, stem: &str) -> PathBuf {
     ))
 }
 
-/// Tensors of a safetensors file as f32 or i64 vectors with shapes (test goldens only).
+/// Tensors of a safetensors file as f32 or i64 vectors with shapes (test goldens only), read
+/// with the `safetensors` crate.
 pub fn read_safetensors(path: &Path) -> std::collections::BTreeMap<String, (Vec<usize>, Tensor)> {
     let bytes =
         std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let data = &bytes[8 + n..];
-    let mut out = std::collections::BTreeMap::new();
-    for (name, info) in header.as_object().unwrap() {
-        if name == "__metadata__" {
-            continue;
-        }
-        let shape: Vec<usize> = info["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_u64().unwrap() as usize)
-            .collect();
-        let off = info["data_offsets"].as_array().unwrap();
-        let raw = &data[off[0].as_u64().unwrap() as usize..off[1].as_u64().unwrap() as usize];
-        let t = match info["dtype"].as_str().unwrap() {
-            "F32" => Tensor::F32(
-                raw.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-            ),
-            "I64" => Tensor::I64(
-                raw.chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-            ),
-            other => panic!("unexpected dtype {other} in {}", path.display()),
-        };
-        out.insert(name.clone(), (shape, t));
-    }
-    out
+    let file = safetensors::SafeTensors::deserialize(&bytes)
+        .unwrap_or_else(|e| panic!("{} is not a safetensors file: {e}", path.display()));
+    file.iter()
+        .map(|(name, view)| {
+            let raw = view.data();
+            let t = match view.dtype() {
+                safetensors::Dtype::F32 => Tensor::F32(
+                    raw.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
+                ),
+                safetensors::Dtype::I64 => Tensor::I64(
+                    raw.chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
+                ),
+                other => panic!("unexpected dtype {other} in {}", path.display()),
+            };
+            (name.to_string(), (view.shape().to_vec(), t))
+        })
+        .collect()
 }
 
 /// A golden tensor.

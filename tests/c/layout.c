@@ -17,6 +17,8 @@ int main(void) {
     OFF(XlpTensorView, dtype);
     SIZE(XlpTensorViewMut);
     SIZE(XlpPatchSite);
+    SIZE(XlpPluginHeaderPrefix);
+    OFF(XlpPluginHeaderPrefix, version);
     SIZE(XlpPluginHeader);
     OFF(XlpPluginHeader, abi_version);
     OFF(XlpPluginHeader, kind);
@@ -31,6 +33,8 @@ int main(void) {
     SIZE(XlpExtractVTable);
     SIZE(XlpMetricVTable);
     SIZE(XlpModelInfo);
+    OFF(XlpModelInfo, struct_size);
+    OFF(XlpModelInfo, n_layers);
     OFF(XlpModelInfo, vocab);
     OFF(XlpModelInfo, has_sublayer_outputs);
     SIZE(XlpLayerIo);

@@ -7,6 +7,8 @@
  *   XLP_TEST_NAME="s"   use another plugin name
  *   XLP_TEST_NO_ENTRY   export no entry symbol at all
  *   XLP_TEST_NULL_NAME  put a null name in the header
+ *   XLP_TEST_NULL_CREATE     leave the header's `create` NULL
+ *   XLP_TEST_NULL_COMPUTE    leave the table's `compute` NULL
  */
 #include <stdio.h>
 
@@ -22,6 +24,9 @@
 #define XLP_TEST_NAME "metric-c-sum"
 #endif
 
+/* The NULL variants leave `create` or `compute` unreferenced. */
+#define XLP_MAYBE_UNUSED __attribute__((unused))
+
 static int the_instance;
 
 static XlpStatus fail(XlpErrorBuf *err, XlpStatus code, const char *message) {
@@ -31,7 +36,7 @@ static XlpStatus fail(XlpErrorBuf *err, XlpStatus code, const char *message) {
     return code;
 }
 
-static XlpStatus create(const XlpKeyValue *params, size_t n_params, void **out,
+XLP_MAYBE_UNUSED static XlpStatus create(const XlpKeyValue *params, size_t n_params, void **out,
                         XlpErrorBuf *err) {
     (void)params;
     if (n_params != 0) {
@@ -43,7 +48,7 @@ static XlpStatus create(const XlpKeyValue *params, size_t n_params, void **out,
 
 static void destroy(void *instance) { (void)instance; }
 
-static XlpStatus compute(void *instance, const XlpTensorView *probs, const uint32_t *token_ids,
+XLP_MAYBE_UNUSED static XlpStatus compute(void *instance, const XlpTensorView *probs, const uint32_t *token_ids,
                          size_t n_ids, const XlpTensorViewMut *out, XlpErrorBuf *err) {
     (void)instance;
     if (probs->dtype != XLP_DTYPE_F32 || probs->ndim != 2 || out->dtype != XLP_DTYPE_F32 ||
@@ -66,7 +71,11 @@ static XlpStatus compute(void *instance, const XlpTensorView *probs, const uint3
     return XLP_STATUS_OK;
 }
 
+#ifdef XLP_TEST_NULL_COMPUTE
+static const XlpMetricVTable vtable = {NULL};
+#else
 static const XlpMetricVTable vtable = {compute};
+#endif
 
 static const XlpPluginHeader header = {
     XLP_TEST_ABI,
@@ -78,7 +87,11 @@ static const XlpPluginHeader header = {
 #endif
     "0.0.1",
     "sum of next-token probabilities over a token-id set, written in C",
+#ifdef XLP_TEST_NULL_CREATE
+    NULL,
+#else
     create,
+#endif
     destroy,
     &vtable,
     sizeof vtable,

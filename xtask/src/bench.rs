@@ -23,9 +23,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use lexopt::{Arg, Parser, ValueExt as _};
 use serde_json::Value;
 
-use crate::{cargo, fixtures, gemma, ort, plugins, root, run, target_dir};
+use crate::{args, cargo, fixtures, gemma, ort, plugins, root, run, target_dir};
 
 const USAGE: &str = "\
 cargo xtask bench [--reps N] [--targets N] [--threads N] [--models fixture,gemma]
@@ -58,25 +59,25 @@ struct Options {
 }
 
 impl Options {
-    fn parse(args: &[String]) -> Result<Options> {
+    fn parse(p: &mut Parser) -> Result<Options> {
         let mut o = Options {
             reps: 3,
             targets: 4,
             threads: 1,
             models: vec!["fixture".into(), "gemma".into()],
         };
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let mut value = || {
-                it.next()
-                    .with_context(|| format!("{arg} needs a value\n\n{USAGE}"))
-            };
-            match arg.as_str() {
-                "--reps" => o.reps = positive(arg, value()?)?,
-                "--targets" => o.targets = positive(arg, value()?)?,
-                "--threads" => o.threads = positive(arg, value()?)?,
-                "--models" => {
-                    o.models = value()?.split(',').map(str::to_string).collect();
+        while let Some(arg) = p.next()? {
+            match arg {
+                Arg::Long("reps") => o.reps = args::positive(p, "reps", USAGE)?,
+                Arg::Long("targets") => o.targets = args::positive(p, "targets", USAGE)?,
+                Arg::Long("threads") => o.threads = args::positive(p, "threads", USAGE)?,
+                Arg::Long("models") => {
+                    o.models = p
+                        .value()?
+                        .string()?
+                        .split(',')
+                        .map(str::to_string)
+                        .collect();
                     if let Some(bad) = o
                         .models
                         .iter()
@@ -85,21 +86,10 @@ impl Options {
                         bail!("unknown model {bad:?} (fixture, gemma)\n\n{USAGE}");
                     }
                 }
-                "--help" | "-h" => {
-                    print!("{USAGE}");
-                    std::process::exit(0);
-                }
-                other => bail!("unknown option {other:?}\n\n{USAGE}"),
+                other => args::unexpected(other, USAGE)?,
             }
         }
         Ok(o)
-    }
-}
-
-fn positive(name: &str, value: &str) -> Result<usize> {
-    match value.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => bail!("{name} wants a positive integer, got {value:?}\n\n{USAGE}"),
     }
 }
 
@@ -115,14 +105,14 @@ struct Subject {
     concept_list: Option<PathBuf>,
 }
 
-pub(crate) fn bench(args: &[String]) -> Result<()> {
-    let opts = Options::parse(args)?;
+pub(crate) fn bench(p: &mut Parser) -> Result<()> {
+    let opts = Options::parse(p)?;
     let python = python_env()?;
     let ort = ort::ensure()?;
     plugins::build(true)?;
     run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
-    let xlpatch = target_dir().join("release/xlpatch");
-    let out = target_dir().join("bench");
+    let xlpatch = target_dir()?.join("release/xlpatch");
+    let out = target_dir()?.join("bench");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
 
     let load_before = load_average();

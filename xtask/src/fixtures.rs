@@ -67,7 +67,7 @@ pub(crate) fn fixtures(check: bool) -> Result<()> {
         .current_dir(root())
         .args(["xtask/py/series_goldens.py", &series_rel]))?;
     run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
-    let xlpatch = target_dir().join("release/xlpatch");
+    let xlpatch = target_dir()?.join("release/xlpatch");
     let export = series.join("export");
     if export.exists() {
         std::fs::remove_dir_all(&export)?;

@@ -1,18 +1,23 @@
 //! Project automation, run as `cargo xtask <task>` (the alias is in `.cargo/config.toml`).
 //!
 //! Tasks: `test` (the README's test command), `sweep` (the main job), `report`, `snapshots`,
-//! `bench`, `bench-scaling`, `build-plugins`, `ort`, `gemma`, `fixtures` (see `HELP`). Each
-//! task lives in its own module; they shell out to cargo and python3 and need nothing
-//! installed beyond the Rust toolchain and python3 with pip.
+//! `bench`, `bench-scaling`, `build-plugins`, `ort`, `gemma`, `fixtures`, `fuzz` (see `HELP`). Each
+//! task lives in its own module and parses its own options with the one argument parser,
+//! [`lexopt`]; they shell out to cargo and python3 and need nothing installed beyond the Rust
+//! toolchain and python3 with pip.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use lexopt::Parser;
 
+mod args;
 mod bench;
 mod fixtures;
+mod fuzz;
 mod gemma;
+mod metadata;
 mod ort;
 mod plugins;
 mod report;
@@ -40,41 +45,32 @@ tasks:
                               shape (slow; up to 10 GB under target/bench-scaling, deleted after)
   fixtures [--check]          retrain the fixture series and rewrite its goldens and exports;
                               --check rebuilds it under target/ and compares with the committed one
+  fuzz [--secs N] [--afl] [TARGET]
+                              run each fuzz target of fuzz/ for N seconds (default 60); --afl:
+                              coverage-guided with AFL++ (needs `cargo install cargo-afl`)
 ";
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().is_some_and(|a| a == "bench") {
-        // bench parses its own options
-        return bench::bench(&args[1..]);
-    }
-    if args.first().is_some_and(|a| a == "bench-scaling") {
-        // bench-scaling parses its own options
-        return scaling::scaling(&args[1..]);
-    }
-    let release = args.iter().any(|a| a == "--release");
-    let check = args.iter().any(|a| a == "--check");
-    if let Some(unknown) = args
-        .iter()
-        .skip(1)
-        .find(|a| !matches!(a.as_str(), "--release" | "--check"))
-    {
-        bail!("unknown option {unknown:?}\n\n{HELP}");
-    }
-    match args.first().map(String::as_str) {
-        Some("test") => test(release),
-        Some("sweep") => sweep::sweep(),
-        Some("report") => report::report(),
-        Some("snapshots") => snapshots::snapshots(),
-        Some("build-plugins") => plugins::build(release).map(|_| ()),
-        Some("ort") => ort::ensure().map(|_| ()),
-        Some("gemma") => gemma::fetch(),
-        Some("fixtures") => fixtures::fixtures(check),
-        Some("help" | "--help" | "-h") | None => {
-            print!("{HELP}");
-            Ok(())
-        }
-        Some(other) => bail!("unknown task {other:?}\n\n{HELP}"),
+    let mut p = Parser::from_env();
+    let Some(task) = args::task(&mut p, HELP)? else {
+        print!("{HELP}");
+        return Ok(());
+    };
+    let p = &mut p;
+    // One arm per task; each parses the options after the task name.
+    match task.as_str() {
+        "test" => test(args::release(p, HELP)?),
+        "sweep" => args::none(p, HELP).and_then(|()| sweep::sweep()),
+        "report" => args::none(p, HELP).and_then(|()| report::report()),
+        "snapshots" => args::none(p, HELP).and_then(|()| snapshots::snapshots()),
+        "build-plugins" => plugins::build(args::release(p, HELP)?).map(|_| ()),
+        "ort" => args::none(p, HELP).and_then(|()| ort::ensure().map(|_| ())),
+        "gemma" => args::none(p, HELP).and_then(|()| gemma::fetch()),
+        "bench" => bench::bench(p),
+        "bench-scaling" => scaling::scaling(p),
+        "fixtures" => fixtures::fixtures(args::flag(p, "check", HELP)?),
+        "fuzz" => fuzz::fuzz(p),
+        other => bail!("unknown task {other:?}\n\n{HELP}"),
     }
 }
 
@@ -101,11 +97,8 @@ fn root() -> PathBuf {
 }
 
 /// The cargo target directory the workspace builds into.
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { root().join(p) })
-        .unwrap_or_else(|| root().join("target"))
+fn target_dir() -> Result<PathBuf> {
+    metadata::target_directory()
 }
 
 /// `cargo`, as the one that runs this xtask, in the repository root.

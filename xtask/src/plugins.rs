@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, root, run, target_dir};
+use crate::{cargo, metadata, root, run, target_dir};
 
 /// A plugin crate: its package name and the directory its library goes to.
 struct PluginCrate {
@@ -14,29 +14,28 @@ struct PluginCrate {
     dest: &'static str,
 }
 
+/// The workspace packages under `plugins/` and `fixtures/plugins/`, from `cargo metadata`.
 fn plugin_crates() -> Result<Vec<PluginCrate>> {
-    let mut crates = Vec::new();
-    for (dir, dest) in [("plugins", "plugins"), ("fixtures/plugins", "test-plugins")] {
-        let dir = root().join(dir);
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .with_context(|| format!("cannot read {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path().join("Cargo.toml")))
-            .filter(|p| p.is_file())
-            .collect();
-        entries.sort();
-        for manifest in entries {
-            let text = std::fs::read_to_string(&manifest)
-                .with_context(|| format!("cannot read {}", manifest.display()))?;
-            let package = text
-                .lines()
-                .find_map(|l| l.strip_prefix("name = \""))
-                .and_then(|l| l.strip_suffix('"'))
-                .with_context(|| format!("no package name in {}", manifest.display()))?;
-            crates.push(PluginCrate {
-                package: package.to_string(),
+    let (builtins, fixtures) = (root().join("plugins"), root().join("fixtures/plugins"));
+    let mut crates: Vec<PluginCrate> = metadata::workspace_packages()?
+        .into_iter()
+        .filter_map(|p| {
+            let dest = if p.manifest_path.starts_with(&builtins) {
+                "plugins"
+            } else if p.manifest_path.starts_with(&fixtures) {
+                "test-plugins"
+            } else {
+                return None;
+            };
+            Some(PluginCrate {
+                package: p.name,
                 dest,
-            });
-        }
+            })
+        })
+        .collect();
+    crates.sort_by(|a, b| (a.dest, &a.package).cmp(&(b.dest, &b.package)));
+    if !crates.iter().any(|c| c.dest == "plugins") {
+        bail!("`cargo metadata` lists no package under plugins/");
     }
     Ok(crates)
 }
@@ -53,7 +52,7 @@ pub(crate) fn build(release: bool) -> Result<PathBuf> {
         cmd.args(["-p", &c.package]);
     }
     run(&mut cmd)?;
-    let profile_dir = target_dir().join(if release { "release" } else { "debug" });
+    let profile_dir = target_dir()?.join(if release { "release" } else { "debug" });
     for c in &crates {
         let file = format!(
             "{}{}{}",

@@ -17,13 +17,13 @@ use anyhow::{Context, Result, bail};
 use crate::{cargo, root, run, sweep, target_dir};
 
 pub(crate) fn report() -> Result<()> {
-    let results = target_dir().join("sweep/default");
+    let results = target_dir()?.join("sweep/default");
     if !results.join("results.jsonl").is_file() {
         sweep::sweep()?;
     }
     run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
-    let out = target_dir().join("report");
-    run(Command::new(target_dir().join("release/xlpatch"))
+    let out = target_dir()?.join("report");
+    run(Command::new(target_dir()?.join("release/xlpatch"))
         .current_dir(root())
         .arg("report")
         .arg(&results)

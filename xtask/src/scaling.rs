@@ -2,7 +2,7 @@
 //! of layers and the prompt length, incremental against naive, on random-weight Llama exports
 //! of growing size up to EuroLLM-1.7B's shape (issue 7).
 //!
-//! For each shape it writes a random Hugging Face checkpoint (bf16 safetensors, streamed; the
+//! For each shape it writes a random Hugging Face checkpoint (bf16 safetensors, a tensor at a time; the
 //! values do not matter for timing, only their scale: `1/sqrt(fan_in)` keeps activations
 //! ordinary, far from denormals), exports it with the release `xlpatch export` (f32 graphs),
 //! deletes the checkpoint, times it with the `targets` benchmark of `xlpatch-core` in its
@@ -18,14 +18,14 @@
 //! one untimed warm-up as always), `--threads N` (ONNX Runtime intra-op threads, default 1).
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use lexopt::{Arg, Parser};
 
-use crate::{cargo, plugins, run, target_dir};
+use crate::{args, cargo, plugins, run, target_dir};
 
 /// A Llama shape.
 #[derive(Debug, Clone, Copy)]
@@ -88,12 +88,11 @@ impl Shape {
         )
     }
 
-    /// Every tensor of the checkpoint: name, shape, and the half-width of its uniform values
-    /// (and an offset, 1 for norms).
-    fn tensors(&self) -> Vec<(String, Vec<usize>, f32, f32)> {
+    /// Every tensor of the checkpoint, with the scale of its random values.
+    fn tensors(&self) -> Vec<RandomTensor> {
         let (d, hd) = (self.d, self.d / self.heads);
         let uniform = |fan_in: usize| (3.0 / fan_in as f32).sqrt();
-        let mut t = vec![(
+        let mut t = vec![RandomTensor::new(
             "model.embed_tokens.weight".to_string(),
             vec![self.vocab, d],
             1.0,
@@ -101,8 +100,13 @@ impl Shape {
         )];
         for i in 0..self.layers {
             let p = format!("model.layers.{i}");
-            t.push((format!("{p}.input_layernorm.weight"), vec![d], 0.1, 1.0));
-            t.push((
+            t.push(RandomTensor::new(
+                format!("{p}.input_layernorm.weight"),
+                vec![d],
+                0.1,
+                1.0,
+            ));
+            t.push(RandomTensor::new(
                 format!("{p}.post_attention_layernorm.weight"),
                 vec![d],
                 0.1,
@@ -113,36 +117,41 @@ impl Shape {
                 ("k", self.kv_heads * hd),
                 ("v", self.kv_heads * hd),
             ] {
-                t.push((
+                t.push(RandomTensor::new(
                     format!("{p}.self_attn.{n}_proj.weight"),
                     vec![rows, d],
                     uniform(d),
                     0.0,
                 ));
             }
-            t.push((
+            t.push(RandomTensor::new(
                 format!("{p}.self_attn.o_proj.weight"),
                 vec![d, self.heads * hd],
                 uniform(self.heads * hd),
                 0.0,
             ));
             for n in ["gate", "up"] {
-                t.push((
+                t.push(RandomTensor::new(
                     format!("{p}.mlp.{n}_proj.weight"),
                     vec![self.ffn, d],
                     uniform(d),
                     0.0,
                 ));
             }
-            t.push((
+            t.push(RandomTensor::new(
                 format!("{p}.mlp.down_proj.weight"),
                 vec![d, self.ffn],
                 uniform(self.ffn),
                 0.0,
             ));
         }
-        t.push(("model.norm.weight".to_string(), vec![d], 0.1, 1.0));
-        t.push((
+        t.push(RandomTensor::new(
+            "model.norm.weight".to_string(),
+            vec![d],
+            0.1,
+            1.0,
+        ));
+        t.push(RandomTensor::new(
             "lm_head.weight".to_string(),
             vec![self.vocab, d],
             uniform(d),
@@ -165,53 +174,75 @@ impl Rng {
     }
 }
 
-/// Writes `config.json` and `model.safetensors` (bf16) of `shape` into `dir`, one chunk of
-/// values at a time.
+/// A tensor of random bf16 values, uniform in `shift ± scale`, generated when the writer asks
+/// for its bytes (so one tensor at a time is in memory: at most the EuroLLM shape's embedding,
+/// 0.5 GB).
+struct RandomTensor {
+    name: String,
+    shape: Vec<usize>,
+    /// Half-width of the uniform values.
+    scale: f32,
+    /// Their centre: 1 for norms, else 0.
+    shift: f32,
+    /// The random stream's seed, set per tensor so the values do not depend on write order.
+    seed: u64,
+}
+
+impl RandomTensor {
+    fn new(name: impl Into<String>, shape: Vec<usize>, scale: f32, shift: f32) -> RandomTensor {
+        RandomTensor {
+            name: name.into(),
+            shape,
+            scale,
+            shift,
+            seed: 0,
+        }
+    }
+}
+
+impl safetensors::View for &RandomTensor {
+    fn dtype(&self) -> safetensors::Dtype {
+        safetensors::Dtype::BF16
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        let mut rng = Rng(self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let n: usize = self.shape.iter().product();
+        let mut buf = Vec::with_capacity(n * 2);
+        for _ in 0..n {
+            let x = self.shift + self.scale * rng.next();
+            // bf16: the high half of the f32 (truncated; the values are random anyway).
+            buf.extend_from_slice(&((x.to_bits() >> 16) as u16).to_le_bytes());
+        }
+        buf.into()
+    }
+
+    fn data_len(&self) -> usize {
+        self.shape.iter().product::<usize>() * 2
+    }
+}
+
+/// Writes `config.json` and `model.safetensors` (bf16, through the `safetensors` crate) of
+/// `shape` into `dir`.
 fn write_checkpoint(shape: &Shape, dir: &Path, seed: u64) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     std::fs::write(dir.join("config.json"), shape.config_json())?;
-    let tensors = shape.tensors();
-    let mut header = String::from("{\"__metadata__\":{\"format\":\"pt\"}");
-    let mut offset = 0usize;
-    for (name, dims, _, _) in &tensors {
-        let bytes = dims.iter().product::<usize>() * 2;
-        let dims: Vec<String> = dims.iter().map(usize::to_string).collect();
-        write!(
-            header,
-            ",\"{name}\":{{\"dtype\":\"BF16\",\"shape\":[{}],\"data_offsets\":[{offset},{}]}}",
-            dims.join(","),
-            offset + bytes
-        )?;
-        offset += bytes;
-    }
-    header.push('}');
-    while header.len() % 8 != 0 {
-        header.push(' ');
+    let mut tensors = shape.tensors();
+    for (i, t) in tensors.iter_mut().enumerate() {
+        t.seed = seed ^ (i as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
     }
     let path = dir.join("model.safetensors");
-    let file = std::fs::File::create(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 22, file);
-    out.write_all(&(header.len() as u64).to_le_bytes())?;
-    out.write_all(header.as_bytes())?;
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut buf = Vec::with_capacity(1 << 21);
-    for (_, dims, scale, shift) in &tensors {
-        let mut left: usize = dims.iter().product();
-        while left > 0 {
-            let n = left.min(1 << 20);
-            buf.clear();
-            for _ in 0..n {
-                let x = shift + scale * rng.next();
-                // bf16: the high half of the f32 (truncated; the values are random anyway).
-                buf.extend_from_slice(&((x.to_bits() >> 16) as u16).to_le_bytes());
-            }
-            out.write_all(&buf)?;
-            left -= n;
-        }
-    }
-    out.flush()
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(
+        tensors.iter().map(|t| (t.name.as_str(), t)),
+        Some(metadata),
+        &path,
+    )
+    .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -326,39 +357,39 @@ struct Options {
     threads: usize,
 }
 
-fn parse(args: &[String]) -> Result<Options> {
+const USAGE: &str = "\
+cargo xtask bench-scaling [--quick] [--reps N] [--threads N]
+
+  --quick       only the smallest shapes
+  --reps N      repetitions per shape (default 3)
+  --threads N   intra-op threads (default 1)
+";
+
+fn parse(p: &mut Parser) -> Result<Options> {
     let mut o = Options {
         quick: false,
         reps: 3,
         threads: 1,
     };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut number = |flag: &str| -> Result<usize> {
-            it.next()
-                .and_then(|v| v.parse().ok())
-                .with_context(|| format!("{flag} needs a number"))
-        };
-        match a.as_str() {
-            "--quick" => o.quick = true,
-            "--reps" => o.reps = number("--reps")?.max(1),
-            "--threads" => o.threads = number("--threads")?,
-            other => bail!(
-                "bench-scaling: unknown option {other:?} (expected --quick, --reps N, --threads N)"
-            ),
+    while let Some(arg) = p.next()? {
+        match arg {
+            Arg::Long("quick") => o.quick = true,
+            Arg::Long("reps") => o.reps = args::positive(p, "reps", USAGE)?,
+            Arg::Long("threads") => o.threads = args::positive(p, "threads", USAGE)?,
+            other => args::unexpected(other, USAGE)?,
         }
     }
     Ok(o)
 }
 
-/// The task: `args` are the options after `bench-scaling`.
-pub(crate) fn scaling(args: &[String]) -> Result<()> {
-    let o = parse(args)?;
+/// The task, with the options after `bench-scaling` still in `p`.
+pub(crate) fn scaling(p: &mut Parser) -> Result<()> {
+    let o = parse(p)?;
     plugins::build(true)?;
     run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
     let bench = build_bench()?;
-    let xlpatch = target_dir().join("release/xlpatch");
-    let work = target_dir().join("bench-scaling");
+    let xlpatch = target_dir()?.join("release/xlpatch");
+    let work = target_dir()?.join("bench-scaling");
     if work.exists() {
         std::fs::remove_dir_all(&work)
             .with_context(|| format!("cannot remove the leftovers in {}", work.display()))?;
@@ -422,7 +453,7 @@ pub(crate) fn scaling(args: &[String]) -> Result<()> {
     let _ = std::fs::remove_dir(&work);
     let table = render(&rows, &o);
     print!("\n{table}");
-    let out = target_dir().join("bench/scaling.md");
+    let out = target_dir()?.join("bench/scaling.md");
     std::fs::create_dir_all(out.parent().expect("a file in a directory"))?;
     std::fs::write(&out, &table).with_context(|| format!("cannot write {}", out.display()))?;
     println!("written to {}", out.display());
@@ -480,4 +511,61 @@ fn render(rows: &[(Shape, f64, u64, Line)], o: &Options) -> String {
             .join(" ")
     );
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_are_valid_safetensors_with_every_tensor_in_range() {
+        let shape = Shape {
+            layers: 2,
+            d: 16,
+            heads: 2,
+            kv_heads: 1,
+            ffn: 24,
+            vocab: 10,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        write_checkpoint(&shape, dir.path(), 7).unwrap();
+        let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let expected = shape.tensors();
+        assert_eq!(st.len(), expected.len());
+        for t in &expected {
+            let view = st.tensor(&t.name).unwrap();
+            assert_eq!(view.dtype(), safetensors::Dtype::BF16, "{}", t.name);
+            assert_eq!(view.shape(), t.shape.as_slice(), "{}", t.name);
+            let values: Vec<f32> = view
+                .data()
+                .chunks_exact(2)
+                .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
+                .collect();
+            // bf16 keeps 8 bits of mantissa, truncated: allow that much beyond the range.
+            assert!(
+                values
+                    .iter()
+                    .all(|v| (v - t.shift).abs() <= t.scale + v.abs() / 128.0),
+                "{} has values outside {} ± {}",
+                t.name,
+                t.shift,
+                t.scale
+            );
+            // Random, not constant.
+            assert!(values.iter().any(|v| *v != values[0]), "{}", t.name);
+        }
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        assert_eq!(
+            meta.metadata()
+                .as_ref()
+                .and_then(|m| m.get("format"))
+                .map(String::as_str),
+            Some("pt")
+        );
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(config["num_hidden_layers"], 2);
+    }
 }

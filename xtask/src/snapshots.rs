@@ -35,12 +35,8 @@ pub(crate) fn snapshots() -> Result<()> {
 /// reviewed and none is committed by mistake.
 fn remove_pending() -> Result<()> {
     let dir = root().join("tests/snapshots");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        // No snapshots yet: nothing pending either.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
-    };
+    let entries =
+        std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
     for entry in entries {
         let path = entry?.path();
         if path.to_string_lossy().ends_with(".snap.new") {

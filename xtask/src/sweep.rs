@@ -14,17 +14,8 @@ pub(crate) fn sweep() -> Result<()> {
     let ort = ort::ensure()?;
     plugins::build(true)?;
     run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
-    let series = root().join("fixtures/series/export");
-    if !series.is_dir() {
-        println!(
-            "The fixture checkpoint series ({}) is not committed yet, so there is nothing to \
-             sweep; the engine, `xlpatch sweep` and the plugins are built and ready.",
-            series.display()
-        );
-        return Ok(());
-    }
-    let xlpatch = target_dir().join("release/xlpatch");
-    let out = target_dir().join("sweep/default");
+    let xlpatch = target_dir()?.join("release/xlpatch");
+    let out = target_dir()?.join("sweep/default");
     run(std::process::Command::new(&xlpatch)
         .current_dir(root())
         .env("ORT_DYLIB_PATH", &ort)

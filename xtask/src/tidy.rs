@@ -1,5 +1,6 @@
 //! Repository hygiene, checked by `cargo test`: every Rust file opens with a `//!` doc, no
-//! test is ignored or expects a panic, and no file names a machine path.
+//! test is ignored or expects a panic, no file names a machine path, no crate but
+//! `crates/abi` allows unsafe code, and every crate takes the workspace's lints.
 
 use std::path::{Path, PathBuf};
 
@@ -23,10 +24,19 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The manifest of every package of the workspace, from `cargo metadata`.
+fn manifests() -> Vec<PathBuf> {
+    crate::metadata::workspace_packages()
+        .expect("cargo metadata")
+        .into_iter()
+        .map(|p| p.manifest_path)
+        .collect()
+}
+
 #[test]
 fn tidy() {
     let mut files = Vec::new();
-    for dir in ["crates", "plugins", "fixtures", "tests", "xtask"] {
+    for dir in ["crates", "plugins", "fixtures", "tests", "xtask", "fuzz"] {
         rust_files(&root().join(dir), &mut files);
     }
     assert!(files.len() > 10, "tidy found too few files: {files:?}");
@@ -37,6 +47,8 @@ fn tidy() {
         ["/", "work/"].concat(),
         ["/", "root/"].concat(),
     ];
+    let allow_unsafe = ["allow(", "unsafe_code)"].concat();
+    let abi = root().join("crates/abi");
     let mut problems = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
@@ -49,6 +61,33 @@ fn tidy() {
                 problems.push(format!("{rel}: contains `{b}`"));
             }
         }
+        if !file.starts_with(&abi) && text.contains(&allow_unsafe) {
+            problems.push(format!(
+                "{rel}: allows unsafe code, which only crates/abi may hold"
+            ));
+        }
+    }
+    for manifest in manifests() {
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let rel = manifest.strip_prefix(root()).unwrap().display();
+        if !text.contains("[lints]\nworkspace = true") {
+            problems.push(format!(
+                "{rel}: lacks `[lints] workspace = true` (the workspace denies unsafe code)"
+            ));
+        }
     }
     assert!(problems.is_empty(), "tidy:\n{}", problems.join("\n"));
+}
+
+/// xtask's ONNX Runtime version is the one the engine looks for (`crates/core/src/ort.rs`):
+/// the two crates do not depend on each other, so this test keeps them equal.
+#[test]
+fn one_onnx_runtime_version() {
+    let core = std::fs::read_to_string(root().join("crates/core/src/ort.rs")).unwrap();
+    let line = format!("pub const ORT_VERSION: &str = \"{}\";", crate::ort::VERSION);
+    assert!(
+        core.contains(&line),
+        "crates/core/src/ort.rs does not declare `{line}`: update xtask/src/ort.rs's VERSION \
+         and core's ORT_VERSION together"
+    );
 }

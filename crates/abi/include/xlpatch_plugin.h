@@ -1,5 +1,5 @@
 /*
- * xlpatch plugin ABI, version 1: the C declarations of crates/abi (src/lib.rs documents the
+ * xlpatch plugin ABI, version 2: the C declarations of crates/abi (src/lib.rs documents the
  * contract). A test compiles this header and checks every size and offset below against the
  * Rust definitions, so the two cannot drift apart.
  *
@@ -8,7 +8,12 @@
  * which returns a pointer to a static header. Strings are NUL-terminated UTF-8. Tensors are
  * dense and row-major; the caller owns all memory and allocates outputs. Every fallible call
  * returns 0 on success, or a nonzero XLP_STATUS_* code after writing a message (at most
- * err->cap bytes, NUL included) to err->ptr.
+ * err->cap bytes, NUL included) to err->ptr. Every function pointer in the header and in the
+ * kind's table must be set: the host refuses a plugin that leaves one NULL, naming the slot.
+ *
+ * The host reads only the frozen prefix (XlpPluginHeaderPrefix) until it has checked
+ * abi_version; what follows belongs to that version. v2 differs from v1 only in XlpModelInfo,
+ * which now begins with struct_size.
  */
 #ifndef XLPATCH_PLUGIN_H
 #define XLPATCH_PLUGIN_H
@@ -17,7 +22,8 @@
 #include <stdint.h>
 
 #define XLP_ABI_V1 1u
-#define XLP_ABI_CURRENT XLP_ABI_V1
+#define XLP_ABI_V2 2u
+#define XLP_ABI_CURRENT XLP_ABI_V2
 
 /* Plugin kinds (XlpPluginHeader.kind). */
 #define XLP_KIND_BACKEND 1u
@@ -76,19 +82,28 @@ typedef XlpStatus (*XlpCreateFn)(const XlpKeyValue *params, size_t n_params, voi
                                  XlpErrorBuf *err);
 typedef void (*XlpDestroyFn)(void *instance);
 
-typedef struct XlpPluginHeader {
-    /* Frozen in every ABI version. */
+/* The first fields of every ABI version's header, and all a host reads before the version
+ * check. */
+typedef struct XlpPluginHeaderPrefix {
     uint32_t abi_version;
     uint32_t kind;
     const char *name;
     const char *version;
-    /* ABI v1. */
+} XlpPluginHeaderPrefix;
+
+typedef struct XlpPluginHeader {
+    /* Frozen in every ABI version (XlpPluginHeaderPrefix). */
+    uint32_t abi_version;
+    uint32_t kind;
+    const char *name;
+    const char *version;
+    /* ABI v1 and v2. */
     const char *description;
     XlpCreateFn create;
     XlpDestroyFn destroy;
     const void *vtable;
     size_t vtable_size;
-    /* end of ABI v1 */
+    /* end of ABI v1 and v2 */
 } XlpPluginHeader;
 
 /* kind XLP_KIND_PATCH: patch hidden [batch, seq, d] (f32, in place) at each site with the
@@ -97,30 +112,35 @@ typedef struct XlpPatchVTable {
     XlpStatus (*apply)(void *instance, uint32_t layer, const XlpTensorViewMut *hidden,
                        const XlpPatchSite *sites, size_t n_sites, const XlpTensorView *source,
                        XlpErrorBuf *err);
-    /* end of ABI v1 */
+    /* end of ABI v1 and v2 */
 } XlpPatchVTable;
 
 /* kind XLP_KIND_EXTRACTOR: latents [n_sources, n_layers, d] -> out [n_layers, d], f32. */
 typedef struct XlpExtractVTable {
     XlpStatus (*combine)(void *instance, const XlpTensorView *latents,
                          const XlpTensorViewMut *out, XlpErrorBuf *err);
-    /* end of ABI v1 */
+    /* end of ABI v1 and v2 */
 } XlpExtractVTable;
 
 /* kind XLP_KIND_METRIC: probs [batch, vocab] and a token-id set -> out [batch], f32. */
 typedef struct XlpMetricVTable {
     XlpStatus (*compute)(void *instance, const XlpTensorView *probs, const uint32_t *token_ids,
                          size_t n_ids, const XlpTensorViewMut *out, XlpErrorBuf *err);
-    /* end of ABI v1 */
+    /* end of ABI v1 and v2 */
 } XlpMetricVTable;
 
+/* Grows at its end. The host zeroes it and sets struct_size to its sizeof before calling
+ * info(); the plugin writes at most struct_size bytes and sets struct_size to the number it
+ * wrote (at least up to has_sublayer_outputs). */
 typedef struct XlpModelInfo {
+    uint32_t struct_size;
     uint32_t n_layers;
     uint32_t d_model;
     uint32_t n_kv_heads;
     uint32_t head_dim;
     uint32_t vocab;
     uint32_t has_sublayer_outputs;
+    /* end of ABI v2 */
 } XlpModelInfo;
 
 typedef struct XlpLayerIo {
@@ -144,7 +164,7 @@ typedef struct XlpBackendVTable {
     XlpStatus (*layer)(void *instance, uint32_t index, const XlpLayerIo *io, XlpErrorBuf *err);
     XlpStatus (*head)(void *instance, const XlpTensorView *hidden, const XlpTensorViewMut *logits,
                       XlpErrorBuf *err);
-    /* end of ABI v1 */
+    /* end of ABI v1 and v2 */
 } XlpBackendVTable;
 
 #endif /* XLPATCH_PLUGIN_H */

@@ -19,12 +19,21 @@
 //! | `name` | `const char *` | NUL-terminated UTF-8, unique among loaded plugins, e.g. `patch-add` |
 //! | `version` | `const char *` | the plugin's own version, e.g. `0.1.0` |
 //!
-//! ABI v1 continues with `description` (`const char *`), `create`, `destroy`, `vtable` (a
-//! pointer to the kind's function table) and `vtable_size` (its `sizeof`). Function tables are
-//! append-only within an ABI version: a host checks `vtable_size` before calling a function it
-//! knows is newer than the table it was given. The authoritative C declarations are in
-//! `include/xlpatch_plugin.h` of this crate; a test compiles that header and checks every size
-//! and offset against the Rust definitions below.
+//! The host reads only this prefix ([`PluginHeaderPrefix`]) until the version matches: the
+//! rest of the header belongs to the plugin's ABI version and may be laid out differently, or
+//! be absent. ABI v2 continues with `description` (`const char *`), `create`, `destroy`,
+//! `vtable` (a pointer to the kind's function table) and `vtable_size` (its `sizeof`). Function
+//! tables are append-only within an ABI version: a host checks `vtable_size` before calling a
+//! function it knows is newer than the table it was given. Every function pointer of the
+//! header and of the table must be set: the host refuses a plugin that leaves one NULL, naming
+//! the slot. The authoritative C declarations are in `include/xlpatch_plugin.h` of this crate;
+//! a test compiles that header and checks every size and offset against the Rust definitions
+//! below.
+//!
+//! **Versions.** v1 was the first release. v2 put a `struct_size` first in [`ModelInfo`], so
+//! that it can grow; the header and the function tables are the same as in v1, but a v1
+//! backend would write its model sizes where a v2 host reads `struct_size`, so v1 plugins are
+//! refused and must be rebuilt.
 //!
 //! **Instances.** `create(params, n_params, &instance, err)` builds an instance from string
 //! key-value parameters ([`KeyValue`]); `destroy(instance)` frees it. Every other function takes
@@ -56,6 +65,10 @@
 //! so the engine cannot tell an in-process implementation from a loaded one. All `unsafe` code
 //! of xlpatch lives in this crate.
 #![deny(missing_docs)]
+// The workspace denies `unsafe_code`; this crate is the one exemption, since crossing a C ABI
+// cannot be done without it. Every unsafe block here carries a `// SAFETY:` comment (clippy's
+// `undocumented_unsafe_blocks` is denied), and tidy checks no other crate allows it.
+#![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_void};
 
@@ -74,10 +87,12 @@ pub use plugin::{
 };
 pub use tensor::{DType, Element, TensorMut, TensorRef, TensorView, TensorViewMut};
 
-/// ABI version 1.
+/// ABI version 1: the first release.
 pub const ABI_V1: u32 = 1;
+/// ABI version 2: [`ModelInfo`] starts with `struct_size`. Header and tables as in v1.
+pub const ABI_V2: u32 = 2;
 /// The ABI version this build speaks; a plugin built for another one is refused.
-pub const ABI_CURRENT: u32 = ABI_V1;
+pub const ABI_CURRENT: u32 = ABI_V2;
 /// The one symbol a plugin library exports.
 pub const ENTRY_SYMBOL: &str = "xlpatch_plugin_entry";
 
@@ -183,7 +198,7 @@ pub struct KeyValue {
     pub value: *const c_char,
 }
 
-/// `create(params, n_params, out_instance, err)`.
+/// `create(params, n_params, out_instance, err)`; never NULL in a header the host accepts.
 pub type CreateFn = unsafe extern "C" fn(
     params: *const KeyValue,
     n_params: usize,
@@ -194,7 +209,27 @@ pub type CreateFn = unsafe extern "C" fn(
 /// `destroy(instance)`; never fails.
 pub type DestroyFn = unsafe extern "C" fn(instance: *mut c_void);
 
-/// What [`ENTRY_SYMBOL`] returns. The first four fields are frozen for every ABI version.
+/// The part of [`PluginHeader`] that is the same in every ABI version, and the only part a
+/// host reads before it knows the plugin's version. A pointer returned by [`ENTRY_SYMBOL`]
+/// always points to at least these 24 bytes (on 64-bit targets); a plugin of another ABI
+/// version may put anything, or nothing, after them.
+#[derive(Debug)]
+#[repr(C)]
+pub struct PluginHeaderPrefix {
+    /// The ABI version the plugin was built for.
+    pub abi_version: u32,
+    /// A [`PluginKind`] code.
+    pub kind: u32,
+    /// The plugin's name, NUL-terminated UTF-8.
+    pub name: *const c_char,
+    /// The plugin's own version, NUL-terminated UTF-8.
+    pub version: *const c_char,
+}
+
+/// What [`ENTRY_SYMBOL`] returns. The first four fields are frozen for every ABI version
+/// ([`PluginHeaderPrefix`]). Function pointers are `Option`s, which have the layout of a C
+/// function pointer with NULL as `None`, so a NULL from a C plugin is a value the host can
+/// check rather than undefined behaviour.
 #[derive(Debug)]
 #[repr(C)]
 pub struct PluginHeader {
@@ -206,24 +241,84 @@ pub struct PluginHeader {
     pub name: *const c_char,
     /// The plugin's own version, NUL-terminated UTF-8. Frozen.
     pub version: *const c_char,
-    // ---- end of the frozen prefix; ABI v1 from here ----
+    // ---- end of the frozen prefix; ABI v1 and v2 from here ----
     /// One line saying what the plugin does, NUL-terminated UTF-8.
     pub description: *const c_char,
     /// Builds an instance.
-    pub create: CreateFn,
+    pub create: Option<CreateFn>,
     /// Frees an instance.
-    pub destroy: DestroyFn,
+    pub destroy: Option<DestroyFn>,
     /// The kind's function table: [`PatchVTable`], [`ExtractVTable`], [`MetricVTable`] or
     /// [`BackendVTable`].
     pub vtable: *const c_void,
     /// `size_of` the table at `vtable`, so that tables can grow at their end.
     pub vtable_size: usize,
-    // ---- end of ABI v1 ----
+    // ---- end of ABI v1 and v2 ----
 }
 
 // SAFETY: a header is immutable static data (string literals and function pointers) that a
 // plugin never writes after returning it, so sharing it between threads is sound.
 unsafe impl Sync for PluginHeader {}
+
+/// [`PatchVTable::apply`].
+pub type PatchApplyFn = unsafe extern "C" fn(
+    instance: *mut c_void,
+    layer: u32,
+    hidden: *const TensorViewMut,
+    sites: *const PatchSite,
+    n_sites: usize,
+    source: *const TensorView,
+    err: *mut ErrorBuf,
+) -> StatusCode;
+
+/// [`ExtractVTable::combine`].
+pub type ExtractCombineFn = unsafe extern "C" fn(
+    instance: *mut c_void,
+    latents: *const TensorView,
+    out: *const TensorViewMut,
+    err: *mut ErrorBuf,
+) -> StatusCode;
+
+/// [`MetricVTable::compute`].
+pub type MetricComputeFn = unsafe extern "C" fn(
+    instance: *mut c_void,
+    probs: *const TensorView,
+    token_ids: *const u32,
+    n_ids: usize,
+    out: *const TensorViewMut,
+    err: *mut ErrorBuf,
+) -> StatusCode;
+
+/// [`BackendVTable::info`].
+pub type BackendInfoFn = unsafe extern "C" fn(
+    instance: *mut c_void,
+    out: *mut ModelInfo,
+    err: *mut ErrorBuf,
+) -> StatusCode;
+
+/// [`BackendVTable::embed`].
+pub type BackendEmbedFn = unsafe extern "C" fn(
+    instance: *mut c_void,
+    ids: *const TensorView,
+    hidden: *const TensorViewMut,
+    err: *mut ErrorBuf,
+) -> StatusCode;
+
+/// [`BackendVTable::layer`].
+pub type BackendLayerFn = unsafe extern "C" fn(
+    instance: *mut c_void,
+    index: u32,
+    io: *const LayerIoC,
+    err: *mut ErrorBuf,
+) -> StatusCode;
+
+/// [`BackendVTable::head`].
+pub type BackendHeadFn = unsafe extern "C" fn(
+    instance: *mut c_void,
+    hidden: *const TensorView,
+    logits: *const TensorViewMut,
+    err: *mut ErrorBuf,
+) -> StatusCode;
 
 /// Function table of a [`PluginKind::PatchStrategy`] plugin.
 #[derive(Debug, Clone, Copy)]
@@ -232,16 +327,8 @@ pub struct PatchVTable {
     /// `apply(instance, layer, hidden, sites, n_sites, source, err)`: patch `hidden`
     /// (f32 `[batch, seq, d]`, in place) at each site with the matching row of `source`
     /// (f32 `[n_sites, d]`); `layer` is the decoder block whose output `hidden` is.
-    pub apply: unsafe extern "C" fn(
-        instance: *mut c_void,
-        layer: u32,
-        hidden: *const TensorViewMut,
-        sites: *const PatchSite,
-        n_sites: usize,
-        source: *const TensorView,
-        err: *mut ErrorBuf,
-    ) -> StatusCode,
-    // ---- end of ABI v1 ----
+    pub apply: Option<PatchApplyFn>,
+    // ---- end of ABI v1 and v2 ----
 }
 
 /// Function table of a [`PluginKind::Extractor`] plugin.
@@ -250,13 +337,8 @@ pub struct PatchVTable {
 pub struct ExtractVTable {
     /// `combine(instance, latents, out, err)`: from f32 `latents` `[n_sources, n_layers, d]`
     /// write f32 `out` `[n_layers, d]`.
-    pub combine: unsafe extern "C" fn(
-        instance: *mut c_void,
-        latents: *const TensorView,
-        out: *const TensorViewMut,
-        err: *mut ErrorBuf,
-    ) -> StatusCode,
-    // ---- end of ABI v1 ----
+    pub combine: Option<ExtractCombineFn>,
+    // ---- end of ABI v1 and v2 ----
 }
 
 /// Function table of a [`PluginKind::Metric`] plugin.
@@ -265,21 +347,23 @@ pub struct ExtractVTable {
 pub struct MetricVTable {
     /// `compute(instance, probs, token_ids, n_ids, out, err)`: from f32 next-token
     /// probabilities `[batch, vocab]` and a set of token ids, write f32 `out` `[batch]`.
-    pub compute: unsafe extern "C" fn(
-        instance: *mut c_void,
-        probs: *const TensorView,
-        token_ids: *const u32,
-        n_ids: usize,
-        out: *const TensorViewMut,
-        err: *mut ErrorBuf,
-    ) -> StatusCode,
-    // ---- end of ABI v1 ----
+    pub compute: Option<MetricComputeFn>,
+    // ---- end of ABI v1 and v2 ----
 }
 
 /// Sizes of the model a backend instance has open ([`BackendVTable::info`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+///
+/// It can grow at its end. The caller sets `struct_size` to the `sizeof` of the struct it
+/// allocated (zeroed) and passes it to `info`; the plugin writes no more than `struct_size`
+/// bytes, and sets `struct_size` to the number it wrote. Fields past that stay zero, so a
+/// field added later must mean "unknown" at zero. Build one with [`ModelInfo::default`], which
+/// sets `struct_size`, and struct-update syntax (`ModelInfo { n_layers: 4, ..Default::default() }`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub struct ModelInfo {
+    /// Size of the struct in bytes: the space given (caller) or filled (plugin). Frozen at
+    /// offset 0.
+    pub struct_size: u32,
     /// Number of decoder blocks.
     pub n_layers: u32,
     /// Width of the residual stream.
@@ -292,6 +376,27 @@ pub struct ModelInfo {
     pub vocab: u32,
     /// Whether the layer graphs have `attn_out` and `mlp_out` outputs (0 or 1).
     pub has_sublayer_outputs: u32,
+    // ---- end of ABI v2 ----
+}
+
+impl ModelInfo {
+    /// The size of the fields ABI v2 defines: a plugin that fills less is refused.
+    pub const V2_SIZE: u32 = 28;
+}
+
+impl Default for ModelInfo {
+    /// All sizes zero, `struct_size` this build's `sizeof`.
+    fn default() -> ModelInfo {
+        ModelInfo {
+            struct_size: size_of::<ModelInfo>() as u32,
+            n_layers: 0,
+            d_model: 0,
+            n_kv_heads: 0,
+            head_dim: 0,
+            vocab: 0,
+            has_sublayer_outputs: 0,
+        }
+    }
 }
 
 /// Inputs and caller-allocated outputs of one decoder block ([`BackendVTable::layer`]).
@@ -325,37 +430,19 @@ pub struct LayerIoC {
 #[repr(C)]
 pub struct BackendVTable {
     /// `info(instance, out, err)`.
-    pub info: unsafe extern "C" fn(
-        instance: *mut c_void,
-        out: *mut ModelInfo,
-        err: *mut ErrorBuf,
-    ) -> StatusCode,
+    pub info: Option<BackendInfoFn>,
     /// `embed(instance, ids, hidden, err)`: i64 `[batch, seq]` to f32 `[batch, seq, d]`.
-    pub embed: unsafe extern "C" fn(
-        instance: *mut c_void,
-        ids: *const TensorView,
-        hidden: *const TensorViewMut,
-        err: *mut ErrorBuf,
-    ) -> StatusCode,
+    pub embed: Option<BackendEmbedFn>,
     /// `layer(instance, index, io, err)`: run decoder block `index`.
-    pub layer: unsafe extern "C" fn(
-        instance: *mut c_void,
-        index: u32,
-        io: *const LayerIoC,
-        err: *mut ErrorBuf,
-    ) -> StatusCode,
+    pub layer: Option<BackendLayerFn>,
     /// `head(instance, hidden, logits, err)`: f32 `[batch, seq, d]` to `[batch, seq, vocab]`.
-    pub head: unsafe extern "C" fn(
-        instance: *mut c_void,
-        hidden: *const TensorView,
-        logits: *const TensorViewMut,
-        err: *mut ErrorBuf,
-    ) -> StatusCode,
-    // ---- end of ABI v1 ----
+    pub head: Option<BackendHeadFn>,
+    // ---- end of ABI v1 and v2 ----
 }
 
-// The layout of ABI v1 is frozen: these are the offsets `include/xlpatch_plugin.h` promises on
-// 64-bit targets, and a change here breaks every plugin already built.
+// The layout of ABI v2 is frozen: these are the offsets `include/xlpatch_plugin.h` promises on
+// 64-bit targets, and a change here breaks every plugin already built. (`Option` of a function
+// pointer has the pointer's size, NULL being `None`.)
 #[cfg(target_pointer_width = "64")]
 const _: () = {
     use std::mem::{offset_of, size_of};
@@ -369,6 +456,12 @@ const _: () = {
     assert!(offset_of!(PluginHeader, vtable) == 48);
     assert!(offset_of!(PluginHeader, vtable_size) == 56);
     assert!(size_of::<PluginHeader>() == 64);
+    assert!(offset_of!(PluginHeaderPrefix, abi_version) == offset_of!(PluginHeader, abi_version));
+    assert!(offset_of!(PluginHeaderPrefix, kind) == offset_of!(PluginHeader, kind));
+    assert!(offset_of!(PluginHeaderPrefix, name) == offset_of!(PluginHeader, name));
+    assert!(offset_of!(PluginHeaderPrefix, version) == offset_of!(PluginHeader, version));
+    assert!(size_of::<PluginHeaderPrefix>() == 24);
+    assert!(size_of::<Option<CreateFn>>() == size_of::<*const c_void>());
     assert!(size_of::<TensorView>() == 24);
     assert!(size_of::<TensorViewMut>() == 24);
     assert!(size_of::<PatchSite>() == 16);
@@ -376,7 +469,9 @@ const _: () = {
     assert!(size_of::<ExtractVTable>() == 8);
     assert!(size_of::<MetricVTable>() == 8);
     assert!(size_of::<BackendVTable>() == 32);
-    assert!(size_of::<ModelInfo>() == 24);
+    assert!(offset_of!(ModelInfo, struct_size) == 0);
+    assert!(offset_of!(ModelInfo, n_layers) == 4);
+    assert!(size_of::<ModelInfo>() == ModelInfo::V2_SIZE as usize);
     assert!(size_of::<LayerIoC>() == 240);
 };
 

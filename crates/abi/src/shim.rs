@@ -40,8 +40,12 @@ macro_rules! declare_plugin {
     };
     (@emit $ty:ty, $kind:expr, $name:literal, $desc:literal, $vt:ty, $vtable:expr) => {
         /// The plugin's entry point, as defined by `xlpatch-abi`.
+        // The workspace denies `unsafe_code`, and `no_mangle` is an unsafe attribute: it is
+        // allowed here only, for the one symbol the ABI needs, so a plugin crate holds no
+        // unsafe code of its own.
         // SAFETY: `xlpatch_plugin_entry` is the one symbol the ABI reserves; a plugin library
         // declares exactly one plugin, so no other definition of it exists.
+        #[allow(unsafe_code)]
         #[unsafe(no_mangle)]
         pub extern "C" fn xlpatch_plugin_entry() -> *const $crate::PluginHeader {
             static VTABLE: $vt = $vtable;
@@ -73,8 +77,8 @@ pub const fn header<T: Create>(
         name: name.as_ptr().cast(),
         version: version.as_ptr().cast(),
         description: description.as_ptr().cast(),
-        create: create::<T>,
-        destroy: destroy::<T> as DestroyFn,
+        create: Some(create::<T>),
+        destroy: Some(destroy::<T> as DestroyFn),
         vtable,
         vtable_size,
     }
@@ -83,31 +87,31 @@ pub const fn header<T: Create>(
 /// The function table of patch strategy `T`.
 pub const fn patch_vtable<T: Create + PatchStrategy>() -> PatchVTable {
     PatchVTable {
-        apply: patch_apply::<T>,
+        apply: Some(patch_apply::<T>),
     }
 }
 
 /// The function table of extractor `T`.
 pub const fn extract_vtable<T: Create + Extractor>() -> ExtractVTable {
     ExtractVTable {
-        combine: extract_combine::<T>,
+        combine: Some(extract_combine::<T>),
     }
 }
 
 /// The function table of metric `T`.
 pub const fn metric_vtable<T: Create + Metric>() -> MetricVTable {
     MetricVTable {
-        compute: metric_compute::<T>,
+        compute: Some(metric_compute::<T>),
     }
 }
 
 /// The function table of backend `T`.
 pub const fn backend_vtable<T: Create + Backend>() -> BackendVTable {
     BackendVTable {
-        info: backend_info::<T>,
-        embed: backend_embed::<T>,
-        layer: backend_layer::<T>,
-        head: backend_head::<T>,
+        info: Some(backend_info::<T>),
+        embed: Some(backend_embed::<T>),
+        layer: Some(backend_layer::<T>),
+        head: Some(backend_head::<T>),
     }
 }
 
@@ -310,11 +314,29 @@ unsafe extern "C" fn backend_info<T: Backend>(
     err: *mut ErrorBuf,
 ) -> StatusCode {
     guard(err, || {
-        // SAFETY: live instance and output pointer, per `BackendVTable::info`.
+        // SAFETY: live instance, per `BackendVTable::info`.
         let this = unsafe { instance::<T>(inst)? };
-        // SAFETY: as above.
-        let out = unsafe { out.as_mut() }.ok_or_else(|| PluginError::invalid("null output"))?;
-        *out = this.info();
+        if out.is_null() {
+            return Err(PluginError::invalid("null output"));
+        }
+        // The caller's struct may be smaller or larger than ours: read only its size field
+        // (frozen at offset 0), then write no more than it has room for.
+        // SAFETY: `out` is non-null and points to at least the `struct_size` field.
+        let room = unsafe { out.cast::<u32>().read_unaligned() };
+        if room < ModelInfo::V2_SIZE {
+            return Err(PluginError::invalid(format!(
+                "ModelInfo.struct_size is {room}, but ABI v2 needs {} bytes",
+                ModelInfo::V2_SIZE
+            )));
+        }
+        let n = (room as usize).min(size_of::<ModelInfo>());
+        let mut info = this.info();
+        info.struct_size = n as u32;
+        // SAFETY: the caller's struct has `room >= n` bytes; `info` is a local of at least
+        // `n` bytes, so the two cannot overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping((&raw const info).cast::<u8>(), out.cast::<u8>(), n)
+        };
         Ok(())
     })
 }
@@ -426,6 +448,75 @@ mod tests {
         assert_eq!(&small[..4], b"aaa\0");
         // SAFETY: a null buffer is allowed and ignored.
         unsafe { write_error(std::ptr::null_mut(), "ignored") };
+    }
+
+    struct Sizes;
+
+    impl Backend for Sizes {
+        fn info(&self) -> ModelInfo {
+            ModelInfo {
+                n_layers: 3,
+                vocab: 11,
+                has_sublayer_outputs: 1,
+                ..ModelInfo::default()
+            }
+        }
+        fn embed(
+            &mut self,
+            _: TensorRef<'_, i64>,
+            _: TensorMut<'_, f32>,
+        ) -> Result<(), PluginError> {
+            Ok(())
+        }
+        fn layer(&mut self, _: u32, _: LayerRun<'_>) -> Result<(), PluginError> {
+            Ok(())
+        }
+        fn head(
+            &mut self,
+            _: TensorRef<'_, f32>,
+            _: TensorMut<'_, f32>,
+        ) -> Result<(), PluginError> {
+            Ok(())
+        }
+    }
+
+    /// `info` through the shim, into a caller struct of `room` bytes (plus a guard word).
+    fn info_into(room: u32) -> (StatusCode, [u32; 10]) {
+        let mut backend = Sizes;
+        let mut words = [0xAAAA_AAAAu32; 10];
+        words[0] = room;
+        let mut bytes = [0u8; 128];
+        let mut buf = ErrorBuf {
+            ptr: bytes.as_mut_ptr().cast(),
+            cap: bytes.len(),
+        };
+        // SAFETY: a live instance and a caller struct of 40 bytes, at least `room`.
+        let code = unsafe {
+            backend_info::<Sizes>(
+                (&raw mut backend).cast(),
+                words.as_mut_ptr().cast(),
+                &mut buf,
+            )
+        };
+        (code, words)
+    }
+
+    #[test]
+    fn model_info_is_written_up_to_the_callers_size() {
+        // A caller of exactly v2's size gets every field and the size it was filled to.
+        let (code, words) = info_into(ModelInfo::V2_SIZE);
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(&words[..7], &[28, 3, 0, 0, 0, 11, 1]);
+        assert_eq!(words[7], 0xAAAA_AAAA, "wrote past the caller's struct");
+        // A newer caller with a larger struct learns how much was filled; the rest is untouched.
+        let (code, words) = info_into(40);
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(words[0], 28);
+        assert!(words[7..].iter().all(|w| *w == 0xAAAA_AAAA));
+        // A caller whose struct lacks v2's fields is refused, and nothing is written.
+        let (code, words) = info_into(24);
+        assert_eq!(code, StatusCode::INVALID_ARGUMENT);
+        assert_eq!(&words[..2], &[24, 0xAAAA_AAAA]);
     }
 
     #[test]

@@ -484,10 +484,17 @@ impl Gguf {
         let mut tensors = HashMap::new();
         for (name, ne, ty, offset) in raw {
             let start = data_start.checked_add(offset);
-            let numel: usize = ne.iter().product();
+            // Dimensions come from the file: their product may not fit in a usize.
+            let numel = ne.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            let Some(numel) = numel else {
+                return Err(ExportError::malformed(
+                    path,
+                    format!("tensor \"{name}\" has dimensions {ne:?}, too many elements"),
+                ));
+            };
             let size = GgmlType::from_id(ty).map(|t| {
                 let (n, b) = t.block();
-                numel / n * b
+                (numel / n).saturating_mul(b)
             });
             if let (Some(start), Some(size)) = (start, size)
                 && start
@@ -498,7 +505,7 @@ impl Gguf {
                     path: path.to_path_buf(),
                     detail: format!(
                         "tensor \"{name}\" needs bytes {start}..{} but the file has {}",
-                        start + size,
+                        start as u128 + size as u128,
                         file_len
                     ),
                 });

@@ -166,15 +166,18 @@ impl SafeTensors {
                 )));
             }
             if let Some(size) = element_size(&raw.dtype) {
-                let numel: usize = raw.shape.iter().product();
-                if numel.checked_mul(size) != Some(end - begin) {
+                // The shape comes from the file: its product may overflow.
+                let numel = raw.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                let bytes = numel.and_then(|n| n.checked_mul(size));
+                if bytes != Some(end - begin) {
                     return Err(ExportError::malformed(
                         path,
                         format!(
                             "tensor \"{name}\" of shape {:?} and dtype {} needs {} bytes, its offsets span {}",
                             raw.shape,
                             raw.dtype,
-                            numel.saturating_mul(size),
+                            bytes.map_or("more than this machine can address".into(), |b| b
+                                .to_string()),
                             end - begin
                         ),
                     ));

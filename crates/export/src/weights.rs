@@ -27,7 +27,9 @@ fn put(out: &mut [u8], index: usize, value: f32, dtype: Dtype) {
 
 /// A 1-D tensor of `len` values as f32.
 pub(crate) fn vector(w: &dyn Weights, name: &str, len: usize) -> Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(len);
+    // No capacity up front: `len` comes from config.json, and `rows` checks it against the
+    // tensor's real shape before the first row.
+    let mut out = Vec::new();
     w.rows(name, &[len], &mut |_, r| out.extend_from_slice(r))?;
     Ok(out)
 }
@@ -40,8 +42,13 @@ pub(crate) fn matrix(
     cols: usize,
     dtype: Dtype,
 ) -> Result<Vec<u8>> {
-    let mut out = vec![0u8; rows * cols * dtype.size()];
+    // Allocated at the first row, once `rows` has checked the config's shape against the
+    // tensor's (a config can claim any size).
+    let mut out = Vec::new();
     w.rows(name, &[rows, cols], &mut |r, row| {
+        if out.is_empty() {
+            out = vec![0u8; rows * cols * dtype.size()];
+        }
         for (c, &v) in row.iter().enumerate() {
             put(&mut out, r * cols + c, v, dtype);
         }
@@ -58,8 +65,12 @@ pub(crate) fn matrix_t(
     cols: usize,
     dtype: Dtype,
 ) -> Result<Vec<u8>> {
-    let mut out = vec![0u8; rows * cols * dtype.size()];
+    // As in `matrix`: allocated once the shape has been checked.
+    let mut out = Vec::new();
     w.rows(name, &[rows, cols], &mut |r, row| {
+        if out.is_empty() {
+            out = vec![0u8; rows * cols * dtype.size()];
+        }
         for (c, &v) in row.iter().enumerate() {
             put(&mut out, c * rows + r, v, dtype);
         }

@@ -175,6 +175,7 @@ impl Create for OrtBackend {
                 head_dim: u32_of(manifest.head_dim),
                 vocab: u32_of(manifest.vocab_size),
                 has_sublayer_outputs: u32::from(manifest.extra_outputs),
+                ..ModelInfo::default()
             },
             embed,
             layers,
