@@ -55,6 +55,9 @@ pub(crate) struct Names {
     pub embed_norm: Option<&'static str>,
     pub final_norm: &'static str,
     pub lm_head: &'static str,
+    /// Another name the unembedding may carry in checkpoints written from memory
+    /// (transformers 5 calls GPT-NeoX's `embed_out` `lm_head` there).
+    pub lm_head_alias: Option<&'static str>,
     pub layer: &'static str,
     /// Norm of the attention's input (pre-norm blocks).
     pub attn_in_norm: Option<&'static str>,
@@ -81,6 +84,7 @@ impl Names {
         embed_norm: None,
         final_norm: "model.norm",
         lm_head: "lm_head.weight",
+        lm_head_alias: None,
         layer: "model.layers",
         attn_in_norm: Some("input_layernorm"),
         attn_out_norm: None,

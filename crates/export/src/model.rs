@@ -237,12 +237,21 @@ impl Exporter<'_> {
         let mut g = GraphBuilder::new("head");
         let x = g.input("hidden", FLOAT, &[BATCH, SEQ, Dim::Fixed(self.d())]);
         let n = self.norm(&mut g, &x, c.names.final_norm, c.hidden_size)?;
-        let name = if c.tie_word_embeddings {
+        let mut name = if c.tie_word_embeddings {
             c.names.embed
         } else {
             c.names.lm_head
         };
-        let data = weights::matrix_t(self.weights, name, c.vocab_size, c.hidden_size, self.dtype)?;
+        let load = |name: &str| {
+            weights::matrix_t(self.weights, name, c.vocab_size, c.hidden_size, self.dtype)
+        };
+        let data = match (load(name), c.names.lm_head_alias) {
+            (Err(ExportError::MissingTensor { .. }), Some(alias)) if !c.tie_word_embeddings => {
+                name = alias;
+                load(alias)?
+            }
+            (data, _) => data?,
+        };
         let w = g.weight(
             name,
             &[c.hidden_size, c.vocab_size],

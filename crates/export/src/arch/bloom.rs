@@ -69,6 +69,7 @@ pub(super) fn build(path: &Path, class: &str, json: Value) -> Result<Config> {
             embed_norm: Some("transformer.word_embeddings_layernorm"),
             final_norm: "transformer.ln_f",
             lm_head: "lm_head.weight",
+            lm_head_alias: None,
             layer: "transformer.h",
             attn_in_norm: Some("input_layernorm"),
             attn_out_norm: None,

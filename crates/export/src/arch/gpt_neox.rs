@@ -73,6 +73,7 @@ pub(super) fn build(path: &Path, class: &str, json: Value) -> Result<Config> {
             embed_norm: None,
             final_norm: "gpt_neox.final_layer_norm",
             lm_head: "embed_out.weight",
+            lm_head_alias: Some("lm_head.weight"),
             layer: "gpt_neox.layers",
             attn_in_norm: Some("input_layernorm"),
             attn_out_norm: None,
