@@ -97,6 +97,13 @@ pub(crate) fn inspect(args: InspectArgs) -> Result<()> {
     println!("model         {}", args.model.display());
     println!("architecture  {}", m.architecture);
     println!(
+        "features      {}",
+        xlpatch_export::architecture_features(&m.architecture).unwrap_or("-")
+    );
+    if let Some(n) = m.context_length {
+        println!("context       {n} tokens");
+    }
+    println!(
         "layers        {} ({sliding} sliding-window{})",
         m.num_layers,
         m.sliding_window

@@ -100,3 +100,41 @@ fn help_documents_every_subcommand() {
     let out = xlpatch(&["no-such-command"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `inspect` names each architecture and what its blocks do, and the context length.
+#[test]
+fn inspect_shows_the_architecture_and_its_features() {
+    let fixtures = xlpatch_testkit::repo_root().join("fixtures/tiny");
+    for (arch, class, feature) in [
+        (
+            "gpt_neox",
+            "GPTNeoXForCausalLM",
+            "parallel attention and MLP",
+        ),
+        ("bloom", "BloomForCausalLM", "ALiBi"),
+        ("olmo2", "Olmo2ForCausalLM", "no pre-norm"),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let src = fixtures.join(arch);
+        let dst = out.path().join("m");
+        let export = xlpatch(&[
+            "export",
+            "--model",
+            src.to_str().unwrap(),
+            "--out",
+            dst.to_str().unwrap(),
+        ]);
+        assert!(export.status.success(), "{arch}: {export:?}");
+        let shown = xlpatch(&["inspect", dst.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&shown.stdout);
+        assert!(shown.status.success(), "{arch}: {shown:?}");
+        assert!(text.contains(&format!("architecture  {class}")), "{text}");
+        assert!(text.contains(feature), "{arch}: {text}");
+        // The fixtures' configs record 128 positions, except BLOOM's (ALiBi), which has none.
+        assert_eq!(
+            text.contains("context       128 tokens"),
+            arch != "bloom",
+            "{text}"
+        );
+    }
+}

@@ -473,6 +473,7 @@ mod tests {
             intermediate_size: 16,
             layer_types: vec![AttentionType::FullAttention],
             sliding_window: None,
+            context_length: None,
             dtype: Dtype::F32,
             source: "somewhere".into(),
             revision: None,

@@ -1,27 +1,111 @@
-//! The exporter's one model description, filled from a Hugging Face `config.json` by the
-//! architecture files under `arch/`.
+//! The exporter's one model description, which the architecture files under `arch/` fill from
+//! a Hugging Face `config.json`; the graph builders read nothing else.
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde::Deserialize;
 
-use crate::arch;
 use crate::error::{ExportError, Result};
 
-/// The family of decoder block an architecture uses.
+/// A norm: RMSNorm (weight only) or LayerNorm (weight and bias).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Family {
-    /// Llama, Mistral, Qwen2: pre-norm blocks, SiLU-gated MLP.
-    Llama,
-    /// Gemma 3: pre- and post-norms, (1+w) norm weights, query/key norms, GeGLU.
-    Gemma3,
+pub(crate) enum Norm {
+    /// `x / sqrt(mean(x^2) + eps) * w`.
+    Rms,
+    /// `(x - mean) / sqrt(var + eps) * w + b`.
+    Layer,
+}
+
+/// Where a block normalises queries and keys, if anywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum QkNorm {
+    /// No query/key norms.
+    None,
+    /// RMSNorm over each head (`head_dim` weights): Gemma 3, Qwen3, Apertus.
+    PerHead,
+    /// RMSNorm over the whole projection (`heads * head_dim` weights): OLMo-2.
+    Whole,
+}
+
+/// How the MLP combines its projections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mlp {
+    /// `down(act(gate(x)) * up(x))`.
+    Gated,
+    /// `down(act(up(x)))`.
+    Plain,
+}
+
+/// How attention learns where a token is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Positions {
+    /// Rotary embeddings on the first `rotary_dim` dims of each head, on the layers
+    /// [`Config::rope_layers`] marks.
+    Rope,
+    /// ALiBi: a per-head linear bias on the key position (BLOOM).
+    Alibi,
+}
+
+/// The checkpoint's names of one architecture's weights. Per-layer names are suffixes of
+/// `{layer}.{i}.`; a norm name is the module (`.weight`, `.bias` appended).
+#[derive(Clone, Debug)]
+pub(crate) struct Names {
+    pub embed: &'static str,
+    /// A norm right after the embedding (BLOOM).
+    pub embed_norm: Option<&'static str>,
+    pub final_norm: &'static str,
+    pub lm_head: &'static str,
+    /// Another name the unembedding may carry in checkpoints written from memory
+    /// (transformers 5 calls GPT-NeoX's `embed_out` `lm_head` there).
+    pub lm_head_alias: Option<&'static str>,
+    pub layer: &'static str,
+    /// Norm of the attention's input (pre-norm blocks).
+    pub attn_in_norm: Option<&'static str>,
+    /// Norm of the attention's output before the residual add (Gemma 3, OLMo-2).
+    pub attn_out_norm: Option<&'static str>,
+    pub mlp_in_norm: Option<&'static str>,
+    pub mlp_out_norm: Option<&'static str>,
+    /// The attention module (`self_attn`, `self_attention`, `attention`).
+    pub attn: &'static str,
+    /// The fused q/k/v projection (`[heads, 3, head_dim]` rows) instead of `q_proj`,
+    /// `k_proj`, `v_proj`.
+    pub fused_qkv: Option<&'static str>,
+    pub o_proj: &'static str,
+    pub gate_proj: &'static str,
+    pub up_proj: &'static str,
+    pub down_proj: &'static str,
+}
+
+impl Names {
+    /// The Llama family's names (also OLMo-2's, Qwen3's, SmolLM3's, Gemma 3's, Apertus's
+    /// apart from their norms).
+    pub(crate) const LLAMA: Names = Names {
+        embed: "model.embed_tokens.weight",
+        embed_norm: None,
+        final_norm: "model.norm",
+        lm_head: "lm_head.weight",
+        lm_head_alias: None,
+        layer: "model.layers",
+        attn_in_norm: Some("input_layernorm"),
+        attn_out_norm: None,
+        mlp_in_norm: Some("post_attention_layernorm"),
+        mlp_out_norm: None,
+        attn: "self_attn",
+        fused_qkv: None,
+        o_proj: "o_proj",
+        gate_proj: "mlp.gate_proj",
+        up_proj: "mlp.up_proj",
+        down_proj: "mlp.down_proj",
+    };
 }
 
 pub use xlpatch_model::AttentionType;
 
-/// The MLP's gate activation.
+/// The MLP's activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Activation {
+    /// xIELU (Apertus) with per-layer learned parameters, read from the checkpoint.
+    Xielu,
     /// `x * sigmoid(x)`.
     Silu,
     /// GELU, tanh approximation (`gelu_pytorch_tanh`).
@@ -36,6 +120,7 @@ impl Activation {
             "silu" | "swish" => Activation::Silu,
             "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Activation::GeluTanh,
             "gelu" => Activation::Gelu,
+            "xielu" => Activation::Xielu,
             other => {
                 return Err(ExportError::config(
                     path,
@@ -110,34 +195,37 @@ impl Rope {
         }
     }
 
-    /// Parses a rope dict (`rope_parameters` or `rope_scaling`), `theta` applying when the dict
-    /// has no `rope_theta`.
-    pub(crate) fn parse(path: &Path, dict: Option<&Value>, theta: f64) -> Result<Self> {
-        let Some(Value::Object(d)) = dict else {
+    /// The setting of a rope dict (`rope_parameters` or the older `rope_scaling`), `theta`
+    /// applying when the dict has no `rope_theta`.
+    pub(crate) fn parse(path: &Path, dict: Option<&RopeDict>, theta: f64) -> Result<Self> {
+        let Some(d) = dict else {
             return Ok(Rope {
                 theta,
                 scaling: RopeScaling::None,
             });
         };
-        let theta = d.get("rope_theta").and_then(Value::as_f64).unwrap_or(theta);
+        let theta = d.rope_theta.unwrap_or(theta);
         let kind = d
-            .get("rope_type")
-            .or_else(|| d.get("type"))
-            .and_then(Value::as_str)
+            .rope_type
+            .as_deref()
+            .or(d.legacy_type.as_deref())
             .unwrap_or("default");
-        let num = |k: &str| -> Result<f64> {
-            d.get(k).and_then(Value::as_f64).ok_or_else(|| {
+        let num = |v: Option<f64>, k: &str| -> Result<f64> {
+            v.ok_or_else(|| {
                 ExportError::config(path, format!("rope type \"{kind}\" needs \"{k}\""))
             })
         };
         let scaling = match kind {
             "default" => RopeScaling::None,
-            "linear" => RopeScaling::Linear(num("factor")?),
+            "linear" => RopeScaling::Linear(num(d.factor, "factor")?),
             "llama3" => RopeScaling::Llama3 {
-                factor: num("factor")?,
-                low_freq_factor: num("low_freq_factor")?,
-                high_freq_factor: num("high_freq_factor")?,
-                original_max_position_embeddings: num("original_max_position_embeddings")?,
+                factor: num(d.factor, "factor")?,
+                low_freq_factor: num(d.low_freq_factor, "low_freq_factor")?,
+                high_freq_factor: num(d.high_freq_factor, "high_freq_factor")?,
+                original_max_position_embeddings: num(
+                    d.original_max_position_embeddings,
+                    "original_max_position_embeddings",
+                )?,
             },
             other => {
                 return Err(ExportError::config(
@@ -152,12 +240,58 @@ impl Rope {
     }
 }
 
+/// A rope dict of `config.json` as transformers writes it (`rope_parameters`) or wrote it
+/// (`rope_scaling`, whose kind was once called `type`).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct RopeDict {
+    pub rope_type: Option<String>,
+    #[serde(rename = "type")]
+    pub legacy_type: Option<String>,
+    pub rope_theta: Option<f64>,
+    pub factor: Option<f64>,
+    pub low_freq_factor: Option<f64>,
+    pub high_freq_factor: Option<f64>,
+    pub original_max_position_embeddings: Option<f64>,
+    /// The fraction of each head that rotates (GPT-NeoX).
+    pub partial_rotary_factor: Option<f64>,
+}
+
+/// A token id field: an int, a list, or null.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum TokenIds {
+    One(i64),
+    Many(Vec<i64>),
+}
+
+/// The token id list of an optional [`TokenIds`].
+pub(crate) fn token_ids(v: &Option<TokenIds>) -> Option<Vec<i64>> {
+    match v.as_ref()? {
+        TokenIds::One(i) => Some(vec![*i]),
+        TokenIds::Many(v) => Some(v.clone()),
+    }
+}
+
 /// Everything the graph builders need to know about a model.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     /// `architectures[0]`, e.g. `LlamaForCausalLM`.
     pub architecture: String,
-    pub family: Family,
+    pub names: Names,
+    pub norm: Norm,
+    /// Norm weights stored as `w` and applied as `1 + w` (Gemma).
+    pub norm_plus_one: bool,
+    /// Attention and MLP read the same input and both add to it (GPT-NeoX).
+    pub parallel: bool,
+    pub qk_norm: QkNorm,
+    pub mlp: Mlp,
+    pub positions: Positions,
+    /// Rotating dims per head (even, at most `head_dim`).
+    pub rotary_dim: usize,
+    /// Per layer: whether it applies rotary embeddings (SmolLM3's NoPE layers do not).
+    pub rope_layers: Vec<bool>,
+    /// The longest context the model was trained for, when the config says.
+    pub context_length: Option<u64>,
     pub hidden_size: usize,
     pub intermediate_size: usize,
     pub num_layers: usize,
@@ -165,7 +299,8 @@ pub(crate) struct Config {
     pub num_kv_heads: usize,
     pub head_dim: usize,
     pub vocab_size: usize,
-    pub rms_norm_eps: f64,
+    /// Epsilon of every norm.
+    pub norm_eps: f64,
     /// Biases on q, k, v projections.
     pub qkv_bias: bool,
     /// Bias on the output projection.
@@ -191,57 +326,8 @@ pub(crate) struct Config {
     pub pad_token_id: Option<Vec<i64>>,
 }
 
-/// The architectures `load` accepts.
-pub(crate) const SUPPORTED: &[&str] = &[
-    "LlamaForCausalLM",
-    "MistralForCausalLM",
-    "Qwen2ForCausalLM",
-    "Gemma3ForCausalLM",
-];
-
-/// A token id field that may be an int, a list or null.
-pub(crate) fn token_ids(v: Option<&Value>) -> Option<Vec<i64>> {
-    match v? {
-        Value::Number(n) => n.as_i64().map(|i| vec![i]),
-        Value::Array(a) => Some(a.iter().filter_map(Value::as_i64).collect()),
-        _ => None,
-    }
-}
-
-/// Reads `<dir>/config.json` and builds the [`Config`] of its architecture.
-pub(crate) fn load(dir: &Path) -> Result<Config> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| ExportError::io(&path, e))?;
-    let json: Value = serde_json::from_str(&text)
-        .map_err(|e| ExportError::malformed(&path, format!("invalid json: {e}")))?;
-    from_json(&path, &json)
-}
-
-/// Builds the [`Config`] of a parsed `config.json` (`path` is for messages).
-pub(crate) fn from_json(path: &Path, json: &Value) -> Result<Config> {
-    let name = json
-        .get("architectures")
-        .and_then(|a| a.get(0))
-        .and_then(Value::as_str)
-        .ok_or_else(|| ExportError::config(path, "no \"architectures\" entry"))?;
-    let cfg = match name {
-        "LlamaForCausalLM" | "MistralForCausalLM" | "Qwen2ForCausalLM" => {
-            arch::llama::config(path, name, json)?
-        }
-        "Gemma3ForCausalLM" => arch::gemma3::config(path, json)?,
-        other => {
-            return Err(ExportError::UnsupportedArchitecture {
-                path: path.to_path_buf(),
-                name: other.to_string(),
-                supported: SUPPORTED.to_vec(),
-            });
-        }
-    };
-    validate(path, &cfg)?;
-    Ok(cfg)
-}
-
-fn validate(path: &Path, c: &Config) -> Result<()> {
+/// Checks the relations between sizes that the graph builders rely on.
+pub(crate) fn validate(path: &Path, c: &Config) -> Result<()> {
     let err = |d: String| Err(ExportError::config(path, d));
     if c.num_heads == 0 || c.num_kv_heads == 0 || !c.num_heads.is_multiple_of(c.num_kv_heads) {
         return err(format!(
@@ -262,34 +348,28 @@ fn validate(path: &Path, c: &Config) -> Result<()> {
             c.num_layers
         ));
     }
+    if c.rope_layers.len() != c.num_layers {
+        return err(format!(
+            "rope layers has {} entries for {} layers",
+            c.rope_layers.len(),
+            c.num_layers
+        ));
+    }
+    if c.rotary_dim > c.head_dim || !c.rotary_dim.is_multiple_of(2) {
+        return err(format!(
+            "rotary dims {} are not an even number up to head_dim {}",
+            c.rotary_dim, c.head_dim
+        ));
+    }
     if c.layer_types.contains(&AttentionType::SlidingAttention) && c.sliding_window.is_none() {
         return err("sliding-window layers but no sliding_window".to_string());
     }
     Ok(())
 }
 
-/// Parses `layer_types` strings.
-pub(crate) fn parse_layer_types(path: &Path, v: &Value) -> Result<Vec<AttentionType>> {
-    serde_json::from_value(v.clone())
-        .map_err(|e| ExportError::config(path, format!("layer_types: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unknown_architecture_is_refused_by_name() {
-        let p = Path::new("some/dir/config.json");
-        let e = from_json(p, &serde_json::json!({"architectures": ["FooForCausalLM"]}))
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            "unsupported architecture \"FooForCausalLM\" in some/dir/config.json (supported: \
-             LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Gemma3ForCausalLM)"
-        );
-    }
 
     #[test]
     fn inv_freq_matches_the_formula() {

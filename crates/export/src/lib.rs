@@ -101,6 +101,17 @@ impl ExportOptions {
     }
 }
 
+/// How the blocks of an architecture differ from Llama's, for an architecture the exporter
+/// writes (`name` as a manifest records it, e.g. `GPTNeoXForCausalLM`, or a `model_type`).
+pub fn architecture_features(name: &str) -> Option<&'static str> {
+    arch::features(name)
+}
+
+/// `(model_type, architectures[0])` of every architecture the exporter writes.
+pub fn supported_architectures() -> Vec<(&'static str, &'static str)> {
+    arch::supported().collect()
+}
+
 /// Exports a checkpoint to a model directory and returns the manifest written there.
 ///
 /// Graphs are built and written one at a time, so memory holds one graph's weights.
@@ -115,10 +126,10 @@ pub fn export(opts: &ExportOptions) -> Result<Manifest> {
             .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
     if is_gguf {
         let weights = gguf::Gguf::open(&opts.model)?;
-        let cfg = config::from_json(&opts.model, &weights.hf_config()?)?;
+        let cfg = arch::from_json(&opts.model, weights.hf_config()?)?;
         write_all(opts, &cfg, &weights)
     } else {
-        let cfg = config::load(&opts.model)?;
+        let cfg = arch::load(&opts.model)?;
         let weights = safetensors::SafeTensors::open_dir(&opts.model)?;
         write_all(opts, &cfg, &weights)
     }
@@ -167,6 +178,7 @@ fn write_all(
         intermediate_size: cfg.intermediate_size,
         layer_types: cfg.layer_types.clone(),
         sliding_window: cfg.sliding_window,
+        context_length: cfg.context_length,
         dtype: opts.dtype,
         source: opts.model.to_string_lossy().into_owned(),
         revision: opts.revision.clone(),

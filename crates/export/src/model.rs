@@ -6,8 +6,9 @@
 
 use crate::Dtype;
 use crate::GraphOps;
-use crate::config::{Activation, AttentionType, Config, Family};
-use crate::error::Result;
+use crate::arch::alibi_slopes;
+use crate::config::{Activation, AttentionType, Config, Mlp, Norm, Positions, QkNorm, Rope};
+use crate::error::{ExportError, Result};
 use crate::graph::{Attr, Dim, GraphBuilder, OPSET_FUSED};
 use crate::onnx::data_type::{BOOL, FLOAT, INT64};
 use crate::weights::{self, Weights};
@@ -30,7 +31,8 @@ struct Attn<'a> {
     amask: &'a str,
     past_k: &'a str,
     past_v: &'a str,
-    rope: &'a crate::config::Rope,
+    /// The layer's RoPE, `None` on layers without rotary embeddings (NoPE, ALiBi).
+    rope: Option<&'a Rope>,
     window: Option<usize>,
     /// The checkpoint's name prefix of the attention weights.
     prefix: &'a str,
@@ -58,17 +60,26 @@ impl Exporter<'_> {
         fused
     }
 
-    /// RMSNorm over the last axis with the checkpoint's weight `name` of length `len`
+    /// The architecture's norm (RMSNorm or LayerNorm) of module `module` over `len` values.
+    fn norm(&self, g: &mut GraphBuilder, x: &str, module: &str, len: usize) -> Result<String> {
+        match self.cfg.norm {
+            Norm::Rms => self.rms_norm(g, x, module, len),
+            Norm::Layer => self.layer_norm(g, x, module, len),
+        }
+    }
+
+    /// RMSNorm over the last axis with the weight of module `module`, of length `len`
     /// (Gemma's `(1 + w)` applied at export time, in f32 as transformers does).
-    fn rms_norm(&self, g: &mut GraphBuilder, x: &str, name: &str, len: usize) -> Result<String> {
-        let mut w = weights::vector(self.weights, name, len)?;
-        if self.cfg.family == Family::Gemma3 {
+    fn rms_norm(&self, g: &mut GraphBuilder, x: &str, module: &str, len: usize) -> Result<String> {
+        let name = format!("{module}.weight");
+        let mut w = weights::vector(self.weights, &name, len)?;
+        if self.cfg.norm_plus_one {
             for v in &mut w {
                 *v += 1.0;
             }
         }
-        let w = g.tensor_f32(name, &[len], &w);
-        let eps = self.cfg.rms_norm_eps as f32;
+        let w = g.tensor_f32(&name, &[len], &w);
+        let eps = self.cfg.norm_eps as f32;
         if self.fused(g) {
             // Computes in f32 (`stash_type` 1, the default), as transformers does.
             return Ok(g.node(
@@ -90,6 +101,43 @@ impl Exporter<'_> {
         let r = g.node("Reciprocal", &[&s], vec![]);
         let n = g.node("Mul", &[x, &r], vec![]);
         Ok(g.node("Mul", &[&n, &w], vec![]))
+    }
+
+    /// LayerNorm over the last axis with the weight and bias of module `module`.
+    fn layer_norm(
+        &self,
+        g: &mut GraphBuilder,
+        x: &str,
+        module: &str,
+        len: usize,
+    ) -> Result<String> {
+        let wname = format!("{module}.weight");
+        let bname = format!("{module}.bias");
+        let w = weights::vector(self.weights, &wname, len)?;
+        let b = weights::vector(self.weights, &bname, len)?;
+        let w = g.tensor_f32(&wname, &[len], &w);
+        let b = g.tensor_f32(&bname, &[len], &b);
+        let eps = self.cfg.norm_eps as f32;
+        if self.fused(g) {
+            return Ok(g.node(
+                "LayerNormalization",
+                &[x, &w, &b],
+                vec![("axis", Attr::Int(-1)), ("epsilon", Attr::Float(eps))],
+            ));
+        }
+        let axes = g.const_i64(&[-1]);
+        let keep = || vec![("keepdims", Attr::Int(1))];
+        let mean = g.node("ReduceMean", &[x, &axes], keep());
+        let centered = g.node("Sub", &[x, &mean], vec![]);
+        let sq = g.node("Mul", &[&centered, &centered], vec![]);
+        let var = g.node("ReduceMean", &[&sq, &axes], keep());
+        let eps = g.scalar_f32(eps);
+        let ve = g.node("Add", &[&var, &eps], vec![]);
+        let s = g.node("Sqrt", &[&ve], vec![]);
+        let r = g.node("Reciprocal", &[&s], vec![]);
+        let n = g.node("Mul", &[&centered, &r], vec![]);
+        let n = g.node("Mul", &[&n, &w], vec![]);
+        Ok(g.node("Add", &[&n, &b], vec![]))
     }
 
     /// `x @ W^T (+ b)` for the checkpoint's `Linear` `prefix` of shape `[out, inp]`.
@@ -115,12 +163,58 @@ impl Exporter<'_> {
         Ok(g.node("Add", &[&y, &b], vec![]))
     }
 
+    /// The q, k, v projections `[b, s, heads * head_dim]` of block input `h`: three
+    /// `Linear`s, or one fused projection whose `[heads, 3, head_dim]` rows are reordered at
+    /// export time to `[3, heads, head_dim]`, so that one `MatMul` and a `Split` give them.
+    fn qkv(&self, g: &mut GraphBuilder, h: &str, a: &str) -> Result<(String, String, String)> {
+        let c = self.cfg;
+        let (d, hd, nh, nkv) = (c.hidden_size, c.head_dim, c.num_heads, c.num_kv_heads);
+        let Some(fused) = c.names.fused_qkv else {
+            let q = self.linear(g, h, &format!("{a}.q_proj"), d, nh * hd, c.qkv_bias)?;
+            let k = self.linear(g, h, &format!("{a}.k_proj"), d, nkv * hd, c.qkv_bias)?;
+            let v = self.linear(g, h, &format!("{a}.v_proj"), d, nkv * hd, c.qkv_bias)?;
+            return Ok((q, k, v));
+        };
+        let prefix = format!("{a}.{fused}");
+        let rows = 3 * nh * hd;
+        // Checkpoint row (head, part, j) goes to (part, head, j).
+        let reorder = |r: usize| {
+            let (head, rest) = (r / (3 * hd), r % (3 * hd));
+            let (part, j) = (rest / hd, rest % hd);
+            part * nh * hd + head * hd + j
+        };
+        let name = format!("{prefix}.weight");
+        let data = weights::matrix_t_reordered(self.weights, &name, rows, d, self.dtype, &reorder)?;
+        let w = g.weight(&name, &[d, rows], self.dtype, data, TRANSPOSED);
+        let mut y = g.node("MatMul", &[h, &w], vec![]);
+        if c.qkv_bias {
+            let bname = format!("{prefix}.bias");
+            let raw = weights::vector(self.weights, &bname, rows)?;
+            let mut b = vec![0f32; rows];
+            for (r, v) in raw.into_iter().enumerate() {
+                b[reorder(r)] = v;
+            }
+            let b = g.tensor_f32(&bname, &[rows], &b);
+            y = g.node("Add", &[&y, &b], vec![]);
+        }
+        let split = g.const_i64(&[(nh * hd) as i64; 3]);
+        let names = [format!("{a}.q"), format!("{a}.k"), format!("{a}.v")];
+        g.node_multi(
+            "Split",
+            &[&y, &split],
+            &[&names[0], &names[1], &names[2]],
+            vec![("axis", Attr::Int(-1))],
+        );
+        let [q, k, v] = names;
+        Ok((q, k, v))
+    }
+
     /// `embed.onnx`: `input_ids` int64 [batch, seq] -> `hidden` f32 [batch, seq, d].
     pub(crate) fn embed(&self) -> Result<GraphBuilder> {
         let c = self.cfg;
         let mut g = GraphBuilder::new("embed");
         let ids = g.input("input_ids", INT64, &[BATCH, SEQ]);
-        let name = "model.embed_tokens.weight";
+        let name = c.names.embed;
         let data = weights::matrix(self.weights, name, c.vocab_size, c.hidden_size, self.dtype)?;
         let w = g.weight(name, &[c.vocab_size, c.hidden_size], self.dtype, data, "");
         let mut h = g.node("Gather", &[&w, &ids], vec![("axis", Attr::Int(0))]);
@@ -129,6 +223,9 @@ impl Exporter<'_> {
             // graph computes in f32, so it is sqrt(d) rounded to f32.
             let s = g.scalar_f32(scale as f32);
             h = g.node("Mul", &[&h, &s], vec![]);
+        }
+        if let Some(norm) = c.names.embed_norm {
+            h = self.norm(&mut g, &h, norm, c.hidden_size)?;
         }
         g.output(&h, "hidden", FLOAT, &[BATCH, SEQ, Dim::Fixed(self.d())]);
         Ok(g)
@@ -139,13 +236,22 @@ impl Exporter<'_> {
         let c = self.cfg;
         let mut g = GraphBuilder::new("head");
         let x = g.input("hidden", FLOAT, &[BATCH, SEQ, Dim::Fixed(self.d())]);
-        let n = self.rms_norm(&mut g, &x, "model.norm.weight", c.hidden_size)?;
-        let name = if c.tie_word_embeddings {
-            "model.embed_tokens.weight"
+        let n = self.norm(&mut g, &x, c.names.final_norm, c.hidden_size)?;
+        let mut name = if c.tie_word_embeddings {
+            c.names.embed
         } else {
-            "lm_head.weight"
+            c.names.lm_head
         };
-        let data = weights::matrix_t(self.weights, name, c.vocab_size, c.hidden_size, self.dtype)?;
+        let load = |name: &str| {
+            weights::matrix_t(self.weights, name, c.vocab_size, c.hidden_size, self.dtype)
+        };
+        let data = match (load(name), c.names.lm_head_alias) {
+            (Err(ExportError::MissingTensor { .. }), Some(alias)) if !c.tie_word_embeddings => {
+                name = alias;
+                load(alias)?
+            }
+            (data, _) => data?,
+        };
         let w = g.weight(
             name,
             &[c.hidden_size, c.vocab_size],
@@ -167,11 +273,15 @@ impl Exporter<'_> {
     }
 
     /// `layer_{i}.onnx`: one decoder block with KV cache in and out.
+    ///
+    /// Every supported block is `x + post_a(attn(pre_a(x)))` then `+ post_m(mlp(pre_m(..)))`,
+    /// each norm present or not per architecture; a parallel block (GPT-NeoX) feeds the MLP
+    /// from `x` instead of from the sum after attention.
     pub(crate) fn layer(&self, i: usize) -> Result<GraphBuilder> {
         let c = self.cfg;
-        let gemma = c.family == Family::Gemma3;
+        let n = &c.names;
         let (d, hd, nh, nkv) = (c.hidden_size, c.head_dim, c.num_heads, c.num_kv_heads);
-        let p = format!("model.layers.{i}");
+        let p = format!("{}.{i}", n.layer);
         let mut g = GraphBuilder::new(&format!("layer_{i}"));
         let hd_dim = Dim::Fixed(hd as i64);
         let kv_dim = Dim::Fixed(nkv as i64);
@@ -182,22 +292,28 @@ impl Exporter<'_> {
         let past_v = g.input("past_value", FLOAT, &[BATCH, kv_dim, PAST, hd_dim]);
 
         // Attention.
-        let h = self.rms_norm(&mut g, &x, &format!("{p}.input_layernorm.weight"), d)?;
-        let a = format!("{p}.self_attn");
-        let q = self.linear(&mut g, &h, &format!("{a}.q_proj"), d, nh * hd, c.qkv_bias)?;
-        let k = self.linear(&mut g, &h, &format!("{a}.k_proj"), d, nkv * hd, c.qkv_bias)?;
-        let v = self.linear(&mut g, &h, &format!("{a}.v_proj"), d, nkv * hd, c.qkv_bias)?;
+        let h = match n.attn_in_norm {
+            Some(m) => self.norm(&mut g, &x, &format!("{p}.{m}"), d)?,
+            None => x.clone(),
+        };
+        let a = format!("{p}.{}", n.attn);
+        let (mut q, mut k, v) = self.qkv(&mut g, &h, &a)?;
+        if c.qk_norm == QkNorm::Whole {
+            q = self.rms_norm(&mut g, &q, &format!("{a}.q_norm"), nh * hd)?;
+            k = self.rms_norm(&mut g, &k, &format!("{a}.k_norm"), nkv * hd)?;
+        }
         let kind = c.layer_types[i];
+        let rotary = c.positions == Positions::Rope && c.rope_layers[i] && c.rotary_dim > 0;
         let at = Attn {
             hidden: &x,
             pos: &pos,
             amask: &amask,
             past_k: &past_k,
             past_v: &past_v,
-            rope: match kind {
+            rope: rotary.then_some(match kind {
                 AttentionType::FullAttention => &c.rope_global,
                 AttentionType::SlidingAttention => &c.rope_local,
-            },
+            }),
             window: match kind {
                 AttentionType::SlidingAttention => c.sliding_window,
                 AttentionType::FullAttention => None,
@@ -212,47 +328,34 @@ impl Exporter<'_> {
         } else {
             self.attention_basic(&mut g, &q, &k, &v, &at)?
         };
-        let mut attn = self.linear(&mut g, &o, &format!("{a}.o_proj"), nh * hd, d, c.o_bias)?;
-        if gemma {
-            attn = self.rms_norm(
-                &mut g,
-                &attn,
-                &format!("{p}.post_attention_layernorm.weight"),
-                d,
-            )?;
+        let o_proj = format!("{a}.{}", n.o_proj);
+        let mut attn = self.linear(&mut g, &o, &o_proj, nh * hd, d, c.o_bias)?;
+        if let Some(m) = n.attn_out_norm {
+            attn = self.norm(&mut g, &attn, &format!("{p}.{m}"), d)?;
         }
         let x1 = g.node("Add", &[&x, &attn], vec![]);
 
         // MLP.
-        let pre_mlp = if gemma {
-            "pre_feedforward_layernorm"
-        } else {
-            "post_attention_layernorm"
+        let mlp_in = if c.parallel { &x } else { &x1 };
+        let h = match n.mlp_in_norm {
+            Some(m) => self.norm(&mut g, mlp_in, &format!("{p}.{m}"), d)?,
+            None => mlp_in.clone(),
         };
-        let h = self.rms_norm(&mut g, &x1, &format!("{p}.{pre_mlp}.weight"), d)?;
-        let m = format!("{p}.mlp");
         let ff = c.intermediate_size;
-        let gate = self.linear(&mut g, &h, &format!("{m}.gate_proj"), d, ff, c.mlp_bias)?;
-        let up = self.linear(&mut g, &h, &format!("{m}.up_proj"), d, ff, c.mlp_bias)?;
-        let act = match c.activation {
-            Activation::Silu => {
-                let s = g.node("Sigmoid", &[&gate], vec![]);
-                g.node("Mul", &[&gate, &s], vec![])
+        let up = self.linear(&mut g, &h, &format!("{p}.{}", n.up_proj), d, ff, c.mlp_bias)?;
+        let hidden = match c.mlp {
+            Mlp::Gated => {
+                let gate_name = format!("{p}.{}", n.gate_proj);
+                let gate = self.linear(&mut g, &h, &gate_name, d, ff, c.mlp_bias)?;
+                let act = self.activation(&mut g, &gate, &p)?;
+                g.node("Mul", &[&act, &up], vec![])
             }
-            Activation::GeluTanh => {
-                g.node("Gelu", &[&gate], vec![("approximate", Attr::Str("tanh"))])
-            }
-            Activation::Gelu => g.node("Gelu", &[&gate], vec![]),
+            Mlp::Plain => self.activation(&mut g, &up, &p)?,
         };
-        let gu = g.node("Mul", &[&act, &up], vec![]);
-        let mut mlp = self.linear(&mut g, &gu, &format!("{m}.down_proj"), ff, d, c.mlp_bias)?;
-        if gemma {
-            mlp = self.rms_norm(
-                &mut g,
-                &mlp,
-                &format!("{p}.post_feedforward_layernorm.weight"),
-                d,
-            )?;
+        let down = format!("{p}.{}", n.down_proj);
+        let mut mlp = self.linear(&mut g, &hidden, &down, ff, d, c.mlp_bias)?;
+        if let Some(m) = n.mlp_out_norm {
+            mlp = self.norm(&mut g, &mlp, &format!("{p}.{m}"), d)?;
         }
         let out = g.node("Add", &[&x1, &mlp], vec![]);
 
@@ -268,6 +371,69 @@ impl Exporter<'_> {
         Ok(g)
     }
 
+    /// The MLP's activation of `x`; `layer` is the block's name prefix (xIELU's parameters
+    /// live under it).
+    fn activation(&self, g: &mut GraphBuilder, x: &str, layer: &str) -> Result<String> {
+        Ok(match self.cfg.activation {
+            Activation::Silu => {
+                let s = g.node("Sigmoid", &[x], vec![]);
+                g.node("Mul", &[x, &s], vec![])
+            }
+            Activation::GeluTanh => g.node("Gelu", &[x], vec![("approximate", Attr::Str("tanh"))]),
+            Activation::Gelu => g.node("Gelu", &[x], vec![]),
+            Activation::Xielu => self.xielu(g, x, layer)?,
+        })
+    }
+
+    /// xIELU (transformers' `XIELUActivation`): with `ap = softplus(alpha_p)` and
+    /// `an = beta + softplus(alpha_n)`, `ap x^2 + beta x` where `x > 0`, else
+    /// `(expm1(min(x, eps)) - x) an + beta x`. The scalars are folded at export time in f32.
+    fn xielu(&self, g: &mut GraphBuilder, x: &str, layer: &str) -> Result<String> {
+        let act = format!("{layer}.mlp.act_fn");
+        let param = |n: &str| -> Result<f32> {
+            Ok(weights::vector(self.weights, &format!("{act}.{n}"), 1)?[0])
+        };
+        // `beta` and `eps` are buffers; a checkpoint written without them had the defaults.
+        let buffer = |n: &str, default: f32| -> Result<f32> {
+            match weights::scalar(self.weights, &format!("{act}.{n}")) {
+                Err(ExportError::MissingTensor { .. }) => Ok(default),
+                r => r,
+            }
+        };
+        let softplus = |v: f32| -> f32 {
+            // torch's softplus (beta 1, threshold 20).
+            if v > 20.0 {
+                v
+            } else {
+                (v as f64).exp().ln_1p() as f32
+            }
+        };
+        let beta = buffer("beta", 0.5)?;
+        let eps = buffer("eps", -1e-6)?;
+        let ap = softplus(param("alpha_p")?);
+        let an = beta + softplus(param("alpha_n")?);
+        let (ap, an, beta, eps) = (
+            g.scalar_f32(ap),
+            g.scalar_f32(an),
+            g.scalar_f32(beta),
+            g.scalar_f32(eps),
+        );
+        let bx = g.node("Mul", &[&beta, x], vec![]);
+        let apx = g.node("Mul", &[&ap, x], vec![]);
+        let apxx = g.node("Mul", &[&apx, x], vec![]);
+        let pos = g.node("Add", &[&apxx, &bx], vec![]);
+        let m = g.node("Min", &[x, &eps], vec![]);
+        let e = g.node("Exp", &[&m], vec![]);
+        let one = g.scalar_f32(1.0);
+        let em1 = g.node("Sub", &[&e, &one], vec![]);
+        let diff = g.node("Sub", &[&em1, x], vec![]);
+        let scaled = g.node("Mul", &[&diff, &an], vec![]);
+        let neg = g.node("Add", &[&scaled, &bx], vec![]);
+        let zero = g.scalar_f32(0.0);
+        let is_pos = g.node("Greater", &[x, &zero], vec![]);
+        Ok(g.node("Where", &[&is_pos, &pos, &neg], vec![]))
+    }
+
     /// Attention as primitives (opset 21): `q`, `k`, `v` are the projections `[b, s, h * hd]`;
     /// returns the heads' output `[b, s, nh * hd]` and the caches `present_key`,
     /// `present_value`.
@@ -280,7 +446,6 @@ impl Exporter<'_> {
         at: &Attn<'_>,
     ) -> Result<(String, String, String)> {
         let c = self.cfg;
-        let gemma = c.family == Family::Gemma3;
         let (hd, nh, nkv) = (c.head_dim, c.num_heads, c.num_kv_heads);
         let rep = nh / nkv;
         let a = at.prefix;
@@ -296,13 +461,16 @@ impl Exporter<'_> {
         let mut q = heads(g, q, nh);
         let mut k = heads(g, k, nkv);
         let v = heads(g, v, nkv);
-        if gemma {
-            q = self.rms_norm(g, &q, &format!("{a}.q_norm.weight"), hd)?;
-            k = self.rms_norm(g, &k, &format!("{a}.k_norm.weight"), hd)?;
+        if c.qk_norm == QkNorm::PerHead {
+            q = self.rms_norm(g, &q, &format!("{a}.q_norm"), hd)?;
+            k = self.rms_norm(g, &k, &format!("{a}.k_norm"), hd)?;
         }
-        let (cos, sin) = rotary(g, at.pos, &at.rope.inv_freq(hd));
-        let q = apply_rotary(g, &q, &cos, &sin, hd);
-        let k = apply_rotary(g, &k, &cos, &sin, hd);
+        if let Some(rope) = at.rope {
+            let rd = c.rotary_dim;
+            let (cos, sin) = rotary(g, at.pos, &rope.inv_freq(rd));
+            q = apply_partial_rotary(g, &q, &cos, &sin, rd, hd);
+            k = apply_partial_rotary(g, &k, &cos, &sin, rd, hd);
+        }
         let present_k = g.node_named(
             "Concat",
             &[at.past_k, &k],
@@ -331,6 +499,10 @@ impl Exporter<'_> {
         let mut scores = g.node("Mul", &[&scores, &scale], vec![]);
         if let Some(cap) = c.attn_softcap {
             scores = softcap(g, &scores, cap as f32);
+        }
+        if c.positions == Positions::Alibi {
+            let bias = alibi(g, at.amask, &[1, nkv as i64, rep as i64, 1, 1], &[1, 2, 3]);
+            scores = g.node("Add", &[&scores, &bias], vec![]);
         }
         let allowed = attention_mask(g, at.hidden, at.past_k, at.amask, at.window, &[1, 2, 3]);
         let masked = g.scalar_f32(MASKED);
@@ -364,7 +536,7 @@ impl Exporter<'_> {
         let (hd, nh, nkv) = (c.head_dim, c.num_heads, c.num_kv_heads);
         let a = at.prefix;
         let (mut q, mut k) = (q.to_string(), k.to_string());
-        if c.family == Family::Gemma3 {
+        if c.qk_norm == QkNorm::PerHead {
             // Per-head norms over [b, s, h, hd], then back to [b, s, h * hd].
             let per_head = |g: &mut GraphBuilder, t: &str, n: usize, w: &str| -> Result<String> {
                 let split = g.const_i64(&[0, 0, n as i64, hd as i64]);
@@ -373,32 +545,40 @@ impl Exporter<'_> {
                 let flat = g.const_i64(&[0, 0, (n * hd) as i64]);
                 Ok(g.node("Reshape", &[&normed, &flat], vec![]))
             };
-            q = per_head(g, &q, nh, &format!("{a}.q_norm.weight"))?;
-            k = per_head(g, &k, nkv, &format!("{a}.k_norm.weight"))?;
+            q = per_head(g, &q, nh, &format!("{a}.q_norm"))?;
+            k = per_head(g, &k, nkv, &format!("{a}.k_norm"))?;
         }
-        // cos and sin [b, s, hd / 2] of the positions (no cache table: any position works).
-        let inv = at.rope.inv_freq(hd);
-        let inv = g.tensor_f32("rope.inv_freq", &[inv.len()], &inv);
-        let pf = g.node("Cast", &[at.pos], vec![("to", Attr::Int(FLOAT as i64))]);
-        let last = g.const_i64(&[-1]);
-        let p3 = g.node("Unsqueeze", &[&pf, &last], vec![]);
-        let freqs = g.node("Mul", &[&p3, &inv], vec![]);
-        let cos = g.node("Cos", &[&freqs], vec![]);
-        let sin = g.node("Sin", &[&freqs], vec![]);
-        let rotate = |g: &mut GraphBuilder, t: &str, n: usize| {
-            g.node(
-                "RotaryEmbedding",
-                &[t, &cos, &sin],
-                vec![("num_heads", Attr::Int(n as i64))],
-            )
-        };
-        let q = rotate(g, &q, nh);
-        let k = rotate(g, &k, nkv);
-        // The boolean mask as an additive one, finite (see MASKED).
+        if let Some(rope) = at.rope {
+            // cos and sin [b, s, rotary_dim / 2] of the positions (no cache table: any
+            // position works); dims past `rotary_dim` pass through.
+            let rd = c.rotary_dim;
+            let inv = rope.inv_freq(rd);
+            let inv = g.tensor_f32("rope.inv_freq", &[inv.len()], &inv);
+            let pf = g.node("Cast", &[at.pos], vec![("to", Attr::Int(FLOAT as i64))]);
+            let last = g.const_i64(&[-1]);
+            let p3 = g.node("Unsqueeze", &[&pf, &last], vec![]);
+            let freqs = g.node("Mul", &[&p3, &inv], vec![]);
+            let cos = g.node("Cos", &[&freqs], vec![]);
+            let sin = g.node("Sin", &[&freqs], vec![]);
+            let rotate = |g: &mut GraphBuilder, t: &str, n: usize| {
+                let mut attrs = vec![("num_heads", Attr::Int(n as i64))];
+                if rd < hd {
+                    attrs.push(("rotary_embedding_dim", Attr::Int(rd as i64)));
+                }
+                g.node("RotaryEmbedding", &[t, &cos, &sin], attrs)
+            };
+            q = rotate(g, &q, nh);
+            k = rotate(g, &k, nkv);
+        }
+        // The boolean mask as an additive one, finite (see MASKED); with ALiBi, the bias
+        // where allowed.
         let allowed = attention_mask(g, at.hidden, at.past_k, at.amask, at.window, &[1, 2]);
-        let zero = g.scalar_f32(0.0);
+        let open = match c.positions {
+            Positions::Alibi => alibi(g, at.amask, &[1, nh as i64, 1, 1], &[1, 2]),
+            Positions::Rope => g.scalar_f32(0.0),
+        };
         let masked = g.scalar_f32(MASKED);
-        let bias = g.node("Where", &[&allowed, &zero, &masked], vec![]);
+        let bias = g.node("Where", &[&allowed, &open, &masked], vec![]);
         let o = format!("{a}.attention");
         g.node_multi(
             "Attention",
@@ -437,6 +617,52 @@ fn rotary(g: &mut GraphBuilder, pos: &str, inv_freq: &[f32]) -> (String, String)
     let sin = g.node("Sin", &[&emb], vec![]);
     let sin = g.node("Unsqueeze", &[&sin, &one], vec![]);
     (cos, sin)
+}
+
+/// Rotary embeddings on the first `rd` of the `hd` dims of each head (all when `rd == hd`),
+/// the rest passing through, as transformers' `apply_rotary_pos_emb` does.
+fn apply_partial_rotary(
+    g: &mut GraphBuilder,
+    x: &str,
+    cos: &str,
+    sin: &str,
+    rd: usize,
+    hd: usize,
+) -> String {
+    if rd == hd {
+        return apply_rotary(g, x, cos, sin, hd);
+    }
+    let split = g.const_i64(&[rd as i64, (hd - rd) as i64]);
+    let (rot, pass) = (format!("{x}.rot"), format!("{x}.pass"));
+    g.node_multi(
+        "Split",
+        &[x, &split],
+        &[&rot, &pass],
+        vec![("axis", Attr::Int(-1))],
+    );
+    let rotated = apply_rotary(g, &rot, cos, sin, rd);
+    g.node("Concat", &[&rotated, &pass], vec![("axis", Attr::Int(-1))])
+}
+
+/// ALiBi's bias `slope[head] * key_position`, with key positions counted over the attention
+/// mask as transformers' `build_alibi_tensor` does (`(cumsum(mask) - 1) * mask`): only key
+/// positions enter, and softmax ignores the per-query shift that distances would add. The
+/// slopes take shape `slope_shape`, the positions `[batch, total]` gain unit axes
+/// `pos_axes`, and the product broadcasts against the attention logits.
+fn alibi(g: &mut GraphBuilder, amask: &str, slope_shape: &[i64], pos_axes: &[i64]) -> String {
+    let heads: i64 = slope_shape.iter().product();
+    let slopes = alibi_slopes(heads as usize);
+    let dims: Vec<usize> = slope_shape.iter().map(|&d| d as usize).collect();
+    let slopes = g.tensor_f32("alibi.slopes", &dims, &slopes);
+    let m = g.node("Cast", &[amask], vec![("to", Attr::Int(FLOAT as i64))]);
+    let axis = g.scalar_i64(1);
+    let count = g.node("CumSum", &[&m, &axis], vec![]);
+    let one = g.scalar_f32(1.0);
+    let before = g.node("Sub", &[&count, &one], vec![]);
+    let kpos = g.node("Mul", &[&before, &m], vec![]);
+    let axes = g.const_i64(pos_axes);
+    let kpos = g.node("Unsqueeze", &[&kpos, &axes], vec![]);
+    g.node("Mul", &[&slopes, &kpos], vec![])
 }
 
 /// `x * cos + rotate_half(x) * sin`, with `rotate_half(x) = cat(-x2, x1)`.

@@ -34,6 +34,13 @@ pub(crate) fn vector(w: &dyn Weights, name: &str, len: usize) -> Result<Vec<f32>
     Ok(out)
 }
 
+/// A 0-d tensor (a scalar buffer) as f32.
+pub(crate) fn scalar(w: &dyn Weights, name: &str) -> Result<f32> {
+    let mut out = 0f32;
+    w.rows(name, &[], &mut |_, r| out = r[0])?;
+    Ok(out)
+}
+
 /// A `[rows, cols]` matrix as stored, as bytes in `dtype`.
 pub(crate) fn matrix(
     w: &dyn Weights,
@@ -71,6 +78,26 @@ pub(crate) fn matrix_t(
         if out.is_empty() {
             out = vec![0u8; rows * cols * dtype.size()];
         }
+        for (c, &v) in row.iter().enumerate() {
+            put(&mut out, c * rows + r, v, dtype);
+        }
+    })?;
+    Ok(out)
+}
+
+/// As [`matrix_t`], with stored row `r` becoming column `reorder(r)` of the result (a
+/// permutation of `0..rows`): a fused projection's rows regrouped at export time.
+pub(crate) fn matrix_t_reordered(
+    w: &dyn Weights,
+    name: &str,
+    rows: usize,
+    cols: usize,
+    dtype: Dtype,
+    reorder: &dyn Fn(usize) -> usize,
+) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; rows * cols * dtype.size()];
+    w.rows(name, &[rows, cols], &mut |r, row| {
+        let r = reorder(r);
         for (c, &v) in row.iter().enumerate() {
             put(&mut out, c * rows + r, v, dtype);
         }

@@ -29,10 +29,31 @@ fn unknown_architecture() {
         e,
         format!(
             "unsupported architecture \"FooForCausalLM\" in {}/config.json (supported: \
-             LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Gemma3ForCausalLM)",
+             llama, mistral, qwen2, gemma3_text, olmo2, qwen3, smollm3, gpt_neox, bloom, apertus)",
             src.path().display()
         )
     );
+}
+
+#[test]
+fn unsupported_model_type_names_the_supported_ones() {
+    let src = TempDir::new("err-model-type");
+    let mut cfg = tiny();
+    cfg["model_type"] = json!("gpt2");
+    write_checkpoint(src.path(), &cfg, 1, 1);
+    let e = export_err(src.path());
+    let ExportError::UnsupportedArchitecture {
+        name, supported, ..
+    } = &e
+    else {
+        panic!("not an unsupported-architecture error: {e}");
+    };
+    assert_eq!(name, "gpt2");
+    for t in [
+        "olmo2", "apertus", "bloom", "gpt_neox", "smollm3", "qwen3", "llama",
+    ] {
+        assert!(supported.contains(&t), "{t} missing from {e}");
+    }
 }
 
 #[test]

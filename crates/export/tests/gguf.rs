@@ -1,6 +1,9 @@
 //! GGUF input: a file written here from the same weights as a safetensors checkpoint (q/k
-//! rows permuted as llama.cpp's converter does, Gemma norms stored as `1 + w`, matrices in
-//! F16) must export to graphs computing what the safetensors export computes.
+//! rows permuted as llama.cpp's converter does, Gemma norms stored as `1 + w`, BLOOM's and
+//! GPT-NeoX's fused q/k/v rows regrouped as all queries, all keys, all values, matrices in
+//! F16 for the generated checkpoints) must export to graphs computing what the safetensors
+//! export computes. The OLMo-2, Qwen3, GPT-NeoX and BLOOM files are converted from the tiny
+//! fixtures, whose safetensors exports match transformers.
 
 use std::path::Path;
 
@@ -10,6 +13,7 @@ use xlpatch_export::{ExportError, ExportOptions, export};
 use crate::support::{Runner, TempDir, Tensors, random_weights, write_safetensors};
 
 enum Kv {
+    Bool(bool),
     Str(&'static str),
     U32(u32),
     F32(f32),
@@ -34,6 +38,10 @@ fn write_gguf(
     for (k, v) in meta {
         gguf_string(&mut out, k);
         match v {
+            Kv::Bool(b) => {
+                out.extend(7u32.to_le_bytes());
+                out.push(u8::from(*b));
+            }
             Kv::Str(s) => {
                 out.extend(8u32.to_le_bytes());
                 gguf_string(&mut out, s);
@@ -209,9 +217,14 @@ fn same_outputs(config: Value, arch: &str) {
     let st = src.path().join("st");
     let gguf = src.path().join("model.gguf");
     write_both(&config, arch, &st, &gguf);
+    compare_exports(&st, &gguf, arch);
+}
+
+/// Exports the checkpoint `st` and the GGUF file `gguf` and holds their outputs within 1e-5.
+fn compare_exports(st: &Path, gguf: &Path, arch: &str) {
     let (o1, o2) = (TempDir::new("gguf-o1"), TempDir::new("gguf-o2"));
-    export(&ExportOptions::new(&st, o1.path())).unwrap();
-    let m = export(&ExportOptions::new(&gguf, o2.path()))
+    export(&ExportOptions::new(st, o1.path())).unwrap();
+    let m = export(&ExportOptions::new(gguf, o2.path()))
         .unwrap_or_else(|e| panic!("gguf export failed: {e}"));
     assert_eq!(m.source, gguf.to_string_lossy());
     let mut a = Runner::open(o1.path());
@@ -257,6 +270,178 @@ fn gemma3_gguf_shifts_norms_back() {
         "rope_theta": 100000.0, "rope_local_base_freq": 10000.0, "rms_norm_eps": 1e-6
     });
     same_outputs(cfg, "gemma3");
+}
+
+/// The GGUF name llama.cpp gives Hugging Face tensor `hf` of fixture architecture `arch`.
+fn fixture_gguf_name(hf: &str, arch: &str) -> String {
+    let globals = [
+        ("model.embed_tokens.weight", "token_embd.weight"),
+        ("model.norm.weight", "output_norm.weight"),
+        ("lm_head.weight", "output.weight"),
+        ("gpt_neox.embed_in.weight", "token_embd.weight"),
+        ("gpt_neox.final_layer_norm.weight", "output_norm.weight"),
+        ("gpt_neox.final_layer_norm.bias", "output_norm.bias"),
+        ("embed_out.weight", "output.weight"),
+        ("transformer.word_embeddings.weight", "token_embd.weight"),
+        (
+            "transformer.word_embeddings_layernorm.weight",
+            "token_embd_norm.weight",
+        ),
+        (
+            "transformer.word_embeddings_layernorm.bias",
+            "token_embd_norm.bias",
+        ),
+        ("transformer.ln_f.weight", "output_norm.weight"),
+        ("transformer.ln_f.bias", "output_norm.bias"),
+    ];
+    if let Some((_, g)) = globals.iter().find(|(h, _)| *h == hf) {
+        return g.to_string();
+    }
+    let rest = ["model.layers.", "gpt_neox.layers.", "transformer.h."]
+        .iter()
+        .find_map(|p| hf.strip_prefix(p))
+        .unwrap_or_else(|| panic!("no gguf name for {hf}"));
+    let (i, tail) = rest.split_once('.').unwrap();
+    let (stem, kind) = tail.rsplit_once('.').unwrap();
+    let g = match stem {
+        "input_layernorm" => "attn_norm",
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "self_attn.q_norm" => "attn_q_norm",
+        "self_attn.k_norm" => "attn_k_norm",
+        "post_attention_layernorm" if arch == "olmo2" => "post_attention_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        "post_feedforward_layernorm" => "post_ffw_norm",
+        "mlp.gate_proj" => "ffn_gate",
+        "mlp.up_proj" | "mlp.dense_h_to_4h" => "ffn_up",
+        "mlp.down_proj" | "mlp.dense_4h_to_h" => "ffn_down",
+        "attention.query_key_value" | "self_attention.query_key_value" => "attn_qkv",
+        "attention.dense" | "self_attention.dense" => "attn_output",
+        other => panic!("no gguf name for {other}"),
+    };
+    format!("blk.{i}.{g}.{kind}")
+}
+
+/// llama.cpp's regrouping of a fused q/k/v tensor: rows `(head, part, j)` become
+/// `(part, head, j)`.
+fn regroup_qkv(values: &[f32], rows: usize, cols: usize, n_head: usize) -> Vec<f32> {
+    let hd = rows / 3 / n_head;
+    let mut out = vec![0.0; values.len()];
+    for h in 0..n_head {
+        for part in 0..3 {
+            for j in 0..hd {
+                let src = h * 3 * hd + part * hd + j;
+                let dst = part * n_head * hd + h * hd + j;
+                out[dst * cols..(dst + 1) * cols]
+                    .copy_from_slice(&values[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+/// Converts `fixtures/tiny/<arch>` to GGUF as llama.cpp would (architecture `gguf_arch`)
+/// and holds the GGUF export to the safetensors export.
+fn fixture_gguf_matches_safetensors(arch: &str, gguf_arch: &'static str) {
+    let st = crate::support::fixtures().join("tiny").join(arch);
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(st.join("config.json")).unwrap()).unwrap();
+    let weights = crate::support::read_safetensors(&st.join("model.safetensors"));
+    let u = |k: &str| config[k].as_u64().unwrap() as u32;
+    let heads = config
+        .get("num_attention_heads")
+        .or(config.get("n_head"))
+        .unwrap()
+        .as_u64()
+        .unwrap() as usize;
+    let mut tensors = Vec::new();
+    for (name, entry) in &weights {
+        let (shape, mut values) = (entry.shape.clone(), entry.f32().to_vec());
+        if name.ends_with("query_key_value.weight") {
+            values = regroup_qkv(&values, shape[0], shape[1], heads);
+        }
+        if name.ends_with("query_key_value.bias") {
+            values = regroup_qkv(&values, shape[0], 1, heads);
+        }
+        if name == "transformer.word_embeddings.weight" {
+            // llama.cpp's BLOOM converter writes the tied unembedding as its own tensor.
+            tensors.push((
+                "output.weight".to_string(),
+                shape.clone(),
+                values.clone(),
+                false,
+            ));
+        }
+        tensors.push((fixture_gguf_name(name, arch), shape, values, false));
+    }
+    let a = |k: &str| format!("{gguf_arch}.{k}");
+    let hidden = config["hidden_size"].as_u64().unwrap() as u32;
+    let mut meta = vec![
+        ("general.architecture".to_string(), Kv::Str(gguf_arch)),
+        (a("embedding_length"), Kv::U32(hidden)),
+        (a("attention.head_count"), Kv::U32(heads as u32)),
+        ("general.alignment".to_string(), Kv::U32(32)),
+    ];
+    match gguf_arch {
+        "bloom" => meta.extend([
+            (a("block_count"), Kv::U32(u("n_layer"))),
+            (a("feed_forward_length"), Kv::U32(4 * hidden)),
+            (a("attention.head_count_kv"), Kv::U32(heads as u32)),
+            (a("attention.layer_norm_epsilon"), Kv::F32(1e-5)),
+        ]),
+        "gptneox" => meta.extend([
+            (a("block_count"), Kv::U32(u("num_hidden_layers"))),
+            (a("feed_forward_length"), Kv::U32(u("intermediate_size"))),
+            (a("context_length"), Kv::U32(u("max_position_embeddings"))),
+            (
+                a("rope.dimension_count"),
+                Kv::U32(hidden / heads as u32 / 4),
+            ),
+            (a("use_parallel_residual"), Kv::Bool(true)),
+            (a("attention.layer_norm_epsilon"), Kv::F32(1e-5)),
+        ]),
+        _ => meta.extend([
+            (a("block_count"), Kv::U32(u("num_hidden_layers"))),
+            (a("feed_forward_length"), Kv::U32(u("intermediate_size"))),
+            (a("context_length"), Kv::U32(u("max_position_embeddings"))),
+            (
+                a("attention.head_count_kv"),
+                Kv::U32(u("num_key_value_heads")),
+            ),
+            (a("attention.key_length"), Kv::U32(u("head_dim"))),
+            (a("attention.layer_norm_rms_epsilon"), Kv::F32(1e-6)),
+            (
+                a("rope.freq_base"),
+                Kv::F32(config["rope_parameters"]["rope_theta"].as_f64().unwrap() as f32),
+            ),
+        ]),
+    }
+    let dir = TempDir::new(&format!("gguf-fixture-{arch}"));
+    let gguf = dir.path().join("model.gguf");
+    write_gguf(&gguf, &meta, &tensors);
+    compare_exports(&st, &gguf, arch);
+}
+
+#[test]
+fn olmo2_gguf_reads_as_its_checkpoint() {
+    fixture_gguf_matches_safetensors("olmo2", "olmo2");
+}
+
+#[test]
+fn qwen3_gguf_reads_as_its_checkpoint() {
+    fixture_gguf_matches_safetensors("qwen3", "qwen3");
+}
+
+#[test]
+fn gpt_neox_gguf_regroups_the_fused_qkv_back() {
+    fixture_gguf_matches_safetensors("gpt_neox", "gptneox");
+}
+
+#[test]
+fn bloom_gguf_regroups_the_fused_qkv_back() {
+    fixture_gguf_matches_safetensors("bloom", "bloom");
 }
 
 #[test]

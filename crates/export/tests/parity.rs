@@ -217,22 +217,27 @@ fn check_extra_outputs(arch: &str, pass: &Pass) {
     );
 }
 
-#[test]
-fn llama_matches_transformers() {
-    parity("llama");
+/// One parity test per tiny fixture: `<test name> => "<fixtures/tiny dir>"`.
+macro_rules! parity_tests {
+    ($($name:ident => $arch:literal,)*) => {
+        $(
+            #[test]
+            fn $name() {
+                parity($arch);
+            }
+        )*
+    };
 }
 
-#[test]
-fn mistral_matches_transformers() {
-    parity("mistral");
-}
-
-#[test]
-fn qwen2_matches_transformers() {
-    parity("qwen2");
-}
-
-#[test]
-fn gemma3_matches_transformers() {
-    parity("gemma3");
+parity_tests! {
+    llama_matches_transformers => "llama",
+    mistral_matches_transformers => "mistral",
+    qwen2_matches_transformers => "qwen2",
+    gemma3_matches_transformers => "gemma3",
+    olmo2_matches_transformers => "olmo2",
+    qwen3_matches_transformers => "qwen3",
+    smollm3_matches_transformers => "smollm3",
+    gpt_neox_matches_transformers => "gpt_neox",
+    bloom_matches_transformers => "bloom",
+    apertus_matches_transformers => "apertus",
 }

@@ -411,3 +411,40 @@ fn manifest_records_sizes_options_and_hashes() {
     assert_eq!(json["dtype"], "f32");
     assert_eq!(json["layer_types"][1], "full_attention");
 }
+
+/// A GPT-NeoX checkpoint written from transformers 5's in-memory names calls its unembedding
+/// `lm_head` where the hub's checkpoints say `embed_out`: both export to the same model.
+#[test]
+fn gpt_neox_unembedding_under_either_name() {
+    let fixture = crate::support::fixtures().join("tiny/gpt_neox");
+    let renamed = TempDir::new("neox-lm-head");
+    std::fs::copy(
+        fixture.join("config.json"),
+        renamed.path().join("config.json"),
+    )
+    .unwrap();
+    let weights: crate::support::Tensors =
+        crate::support::read_safetensors(&fixture.join("model.safetensors"))
+            .into_iter()
+            .map(|(name, e)| {
+                let name = if name == "embed_out.weight" {
+                    "lm_head.weight".to_string()
+                } else {
+                    name
+                };
+                (name, (e.shape.clone(), e.f32().to_vec()))
+            })
+            .collect();
+    assert!(weights.contains_key("lm_head.weight"));
+    crate::support::write_safetensors(&renamed.path().join("model.safetensors"), &weights);
+    let (a, b) = (TempDir::new("neox-a"), TempDir::new("neox-b"));
+    export(&ExportOptions::new(&fixture, a.path())).unwrap();
+    export(&ExportOptions::new(renamed.path(), b.path())).unwrap();
+    let ids: Vec<i64> = (0..7).map(|i| i * 31 % 256).collect();
+    let pos: Vec<i64> = (0..7).collect();
+    let (mut ra, mut rb) = (Runner::open(a.path()), Runner::open(b.path()));
+    let (mut ca, mut cb) = (ra.empty_cache(), rb.empty_cache());
+    let pa = ra.forward(1, &ids, &[1; 7], &pos, &mut ca);
+    let pb = rb.forward(1, &ids, &[1; 7], &pos, &mut cb);
+    assert_eq!(pa.logits, pb.logits);
+}

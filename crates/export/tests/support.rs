@@ -113,56 +113,56 @@ impl Entry {
     }
 }
 
-/// Reads every F32/I64 tensor of a safetensors file (test-side reader, independent of the
-/// crate's).
+/// Reads every F32/I64 tensor of a safetensors file (through the `safetensors` crate, not the
+/// exporter's own reader).
 pub fn read_safetensors(path: &Path) -> BTreeMap<String, Entry> {
+    use safetensors::{Dtype, SafeTensors};
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let data = &bytes[8 + n..];
+    let file =
+        SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut out = BTreeMap::new();
-    for (name, v) in header {
-        if name == "__metadata__" {
-            continue;
-        }
-        let shape: Vec<usize> = serde_json::from_value(v["shape"].clone()).unwrap();
-        let [b, e]: [usize; 2] = serde_json::from_value(v["data_offsets"].clone()).unwrap();
-        let raw = &data[b..e];
-        let d = match v["dtype"].as_str().unwrap() {
-            "F32" => Data::F32(
+    for (name, view) in file.tensors() {
+        let raw = view.data();
+        let d = match view.dtype() {
+            Dtype::F32 => Data::F32(
                 raw.chunks_exact(4)
                     .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
                     .collect(),
             ),
-            "I64" => Data::I64(
+            Dtype::I64 => Data::I64(
                 raw.chunks_exact(8)
                     .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
                     .collect(),
             ),
-            other => panic!("{}: dtype {other} in test reader", path.display()),
+            other => panic!("{}: dtype {other:?} in test reader", path.display()),
         };
-        out.insert(name, Entry { shape, data: d });
+        out.insert(
+            name,
+            Entry {
+                shape: view.shape().to_vec(),
+                data: d,
+            },
+        );
     }
     out
 }
 
-/// Writes a safetensors file of f32 tensors.
+/// Writes a safetensors file of f32 tensors (through the `safetensors` crate).
 pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) {
-    let mut header = serde_json::Map::new();
-    let mut data = Vec::new();
-    for (name, (shape, values)) in tensors {
-        let begin = data.len();
-        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-        header.insert(
-            name.clone(),
-            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [begin, data.len()]}),
-        );
-    }
-    let h = serde_json::to_vec(&header).unwrap();
-    let mut out = (h.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(&h);
-    out.extend_from_slice(&data);
+    use safetensors::tensor::TensorView;
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(name, (shape, values))| {
+            let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name.clone(), data, shape.clone())
+        })
+        .collect();
+    let views = bytes.iter().map(|(name, data, shape)| {
+        let view = TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        (name.as_str(), view)
+    });
+    let out = safetensors::serialize(views, None).expect("tensors serialize");
     std::fs::write(path, out).unwrap();
 }
 

@@ -148,6 +148,10 @@ pub struct Manifest {
     pub layer_types: Vec<AttentionType>,
     /// Window of the sliding-attention layers, if any.
     pub sliding_window: Option<usize>,
+    /// The longest context the model was trained for (`max_position_embeddings` or the
+    /// architecture's equivalent), when the config says; absent in older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<u64>,
     /// How the weights are stored.
     pub dtype: Dtype,
     /// The checkpoint path as given to the exporter.
@@ -317,6 +321,7 @@ mod tests {
             intermediate_size: 16,
             layer_types: vec![AttentionType::FullAttention],
             sliding_window: None,
+            context_length: None,
             dtype: Dtype::F32,
             source: "somewhere".into(),
             revision: None,

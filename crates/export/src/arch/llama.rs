@@ -6,47 +6,65 @@
 
 use std::path::Path;
 
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::{bool_or, f64_or, required, usize_or};
-use crate::config::{
-    Activation, AttentionType, Config, Family, Rope, parse_layer_types, token_ids,
-};
+use super::{Common, parse};
+use crate::config::{AttentionType, Config};
 use crate::error::Result;
 
+/// `config.json` of Llama, Mistral and Qwen2 (the keys beyond [`Common`]).
+#[derive(Debug, Deserialize)]
+struct LlamaConfig {
+    #[serde(flatten)]
+    common: Common,
+    /// Mistral's window; absent means 4096 for Mistral, `null` means none.
+    #[serde(default, deserialize_with = "present")]
+    sliding_window: Option<Option<usize>>,
+    /// Qwen2: whether the window applies at all.
+    #[serde(default)]
+    use_sliding_window: bool,
+    /// Qwen2: layers from this index on slide.
+    max_window_layers: Option<usize>,
+}
+
+/// Tells an absent key (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<usize>>, D::Error> {
+    Option::<usize>::deserialize(d).map(Some)
+}
+
 /// Builds the [`Config`] of a Llama, Mistral or Qwen2 `config.json`.
-pub(crate) fn config(path: &Path, arch: &str, j: &Value) -> Result<Config> {
-    let is_mistral = arch == "MistralForCausalLM";
-    let is_qwen2 = arch == "Qwen2ForCausalLM";
-    let hidden_size = required(path, j, "hidden_size")?;
-    let num_layers = required(path, j, "num_hidden_layers")?;
-    let num_heads = required(path, j, "num_attention_heads")?;
-    let num_kv_heads = usize_or(j, "num_key_value_heads", num_heads);
-    let head_dim = usize_or(j, "head_dim", hidden_size / num_heads.max(1));
-    let attention_bias = bool_or(j, "attention_bias", false);
+pub(super) fn build(path: &Path, class: &str, json: Value) -> Result<Config> {
+    let j: LlamaConfig = parse(path, json)?;
+    let is_mistral = class == "MistralForCausalLM";
+    let is_qwen2 = class == "Qwen2ForCausalLM";
+    let mut c = j
+        .common
+        .llama_like(path, class, 10000.0, false, "silu", 1e-6)?;
+    let attention_bias = j.common.attention_bias.unwrap_or(false);
+    c.qkv_bias = is_qwen2 || attention_bias;
+    c.o_bias = !is_qwen2 && attention_bias;
+    c.mlp_bias = !is_qwen2 && !is_mistral && j.common.mlp_bias.unwrap_or(false);
 
     // Which layers slide, and how far.
-    let window_value = if is_mistral && j.get("sliding_window").is_none() {
-        Some(4096)
-    } else {
-        j.get("sliding_window")
-            .and_then(Value::as_u64)
-            .map(|v| v as usize)
+    let window_value = match j.sliding_window {
+        None if is_mistral => Some(4096),
+        None => None,
+        Some(w) => w,
     };
-    let sliding_window = if is_qwen2 && !bool_or(j, "use_sliding_window", false) {
+    let sliding_window = if is_qwen2 && !j.use_sliding_window {
         None
     } else if is_mistral || is_qwen2 {
         window_value
     } else {
         None
     };
-    let layer_types = match j.get("layer_types") {
-        Some(v) if !v.is_null() => parse_layer_types(path, v)?,
-        _ => (0..num_layers)
+    if j.common.layer_types.is_none() {
+        c.layer_types = (0..c.num_layers)
             .map(|i| {
                 let slides = match sliding_window {
                     None => false,
-                    Some(_) if is_qwen2 => i >= usize_or(j, "max_window_layers", 28),
+                    Some(_) if is_qwen2 => i >= j.max_window_layers.unwrap_or(28),
                     Some(_) => true,
                 };
                 if slides {
@@ -55,58 +73,20 @@ pub(crate) fn config(path: &Path, arch: &str, j: &Value) -> Result<Config> {
                     AttentionType::FullAttention
                 }
             })
-            .collect(),
-    };
-    let sliding_window = if layer_types.contains(&AttentionType::SlidingAttention) {
+            .collect();
+    }
+    c.sliding_window = if c.layer_types.contains(&AttentionType::SlidingAttention) {
         sliding_window.or(window_value)
     } else {
         None
     };
-
-    let theta = f64_or(j, "rope_theta", 10000.0);
-    let rope = Rope::parse(
-        path,
-        j.get("rope_parameters").or_else(|| j.get("rope_scaling")),
-        theta,
-    )?;
-    let act = j
-        .get("hidden_act")
-        .and_then(Value::as_str)
-        .unwrap_or("silu");
-    Ok(Config {
-        architecture: arch.to_string(),
-        family: Family::Llama,
-        hidden_size,
-        intermediate_size: required(path, j, "intermediate_size")?,
-        num_layers,
-        num_heads,
-        num_kv_heads,
-        head_dim,
-        vocab_size: required(path, j, "vocab_size")?,
-        rms_norm_eps: f64_or(j, "rms_norm_eps", 1e-6),
-        qkv_bias: is_qwen2 || attention_bias,
-        o_bias: !is_qwen2 && attention_bias,
-        mlp_bias: !is_qwen2 && !is_mistral && bool_or(j, "mlp_bias", false),
-        activation: Activation::parse(path, act)?,
-        tie_word_embeddings: bool_or(j, "tie_word_embeddings", false),
-        layer_types,
-        sliding_window,
-        rope_global: rope.clone(),
-        rope_local: rope,
-        attn_scale: (head_dim as f64).powf(-0.5),
-        attn_softcap: None,
-        final_softcap: None,
-        embed_scale: None,
-        bos_token_id: token_ids(j.get("bos_token_id")),
-        eos_token_id: token_ids(j.get("eos_token_id")),
-        pad_token_id: token_ids(j.get("pad_token_id")),
-    })
+    Ok(c)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::from_json;
+    use crate::arch::from_json;
     use serde_json::json;
 
     fn base(arch: &str) -> Value {
@@ -119,7 +99,7 @@ mod tests {
 
     #[test]
     fn llama_defaults() {
-        let c = from_json(Path::new("c.json"), &base("LlamaForCausalLM")).unwrap();
+        let c = from_json(Path::new("c.json"), base("LlamaForCausalLM")).unwrap();
         assert_eq!(c.head_dim, 16);
         assert!(!c.qkv_bias && !c.tie_word_embeddings);
         assert_eq!(c.rope_global.theta, 10000.0);
@@ -131,12 +111,12 @@ mod tests {
     fn qwen2_has_qkv_biases_and_no_window_unless_asked() {
         let mut j = base("Qwen2ForCausalLM");
         j["sliding_window"] = json!(32);
-        let c = from_json(Path::new("c.json"), &j).unwrap();
+        let c = from_json(Path::new("c.json"), j.clone()).unwrap();
         assert!(c.qkv_bias && !c.o_bias);
         assert_eq!(c.sliding_window, None);
         j["use_sliding_window"] = json!(true);
         j["max_window_layers"] = json!(1);
-        let c = from_json(Path::new("c.json"), &j).unwrap();
+        let c = from_json(Path::new("c.json"), j.clone()).unwrap();
         assert_eq!(
             c.layer_types,
             [
@@ -150,11 +130,11 @@ mod tests {
     #[test]
     fn mistral_slides_everywhere_unless_null() {
         let mut j = base("MistralForCausalLM");
-        let c = from_json(Path::new("c.json"), &j).unwrap();
+        let c = from_json(Path::new("c.json"), j.clone()).unwrap();
         assert_eq!(c.sliding_window, Some(4096));
         assert_eq!(c.layer_types, [AttentionType::SlidingAttention; 2]);
         j["sliding_window"] = Value::Null;
-        let c = from_json(Path::new("c.json"), &j).unwrap();
+        let c = from_json(Path::new("c.json"), j.clone()).unwrap();
         assert_eq!(c.layer_types, [AttentionType::FullAttention; 2]);
     }
 
@@ -162,12 +142,14 @@ mod tests {
     fn rope_parameters_and_legacy_rope_scaling_are_read() {
         let mut j = base("LlamaForCausalLM");
         j["rope_parameters"] = json!({"rope_type": "linear", "factor": 2.0, "rope_theta": 500.0});
-        let c = from_json(Path::new("c.json"), &j).unwrap();
+        let c = from_json(Path::new("c.json"), j.clone()).unwrap();
         assert_eq!(c.rope_global.theta, 500.0);
         let mut j = base("LlamaForCausalLM");
         j["rope_theta"] = json!(1000.0);
         j["rope_scaling"] = json!({"type": "yarn", "factor": 2.0});
-        let e = from_json(Path::new("c.json"), &j).unwrap_err().to_string();
+        let e = from_json(Path::new("c.json"), j.clone())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unsupported rope type \"yarn\""), "{e}");
     }
 }
