@@ -17,6 +17,7 @@ mod ort;
 mod plugins;
 mod report;
 mod scaling;
+mod slurm;
 mod snapshots;
 mod sweep;
 #[cfg(test)]
@@ -38,6 +39,7 @@ tasks:
   bench-scaling [--quick] [--reps N] [--threads N]
                               incremental vs naive on random Llama exports up to EuroLLM-1.7B's
                               shape (slow; up to 10 GB under target/bench-scaling, deleted after)
+  slurm-up / slurm-down       start / stop a one-node Slurm for the tests (apt-get installs it if missing)
   fixtures [--check]          retrain the fixture series and rewrite its goldens and exports;
                               --check rebuilds it under target/ and compares with the committed one
 ";
@@ -70,6 +72,8 @@ fn main() -> Result<()> {
         Some("ort") => ort::ensure().map(|_| ()),
         Some("gemma") => gemma::fetch(),
         Some("fixtures") => fixtures::fixtures(check),
+        Some("slurm-up") => slurm::up().map(|_| ()),
+        Some("slurm-down") => slurm::down(),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())
@@ -89,7 +93,7 @@ fn test(release: bool) -> Result<()> {
         cmd.arg("--release");
     }
     cmd.env("ORT_DYLIB_PATH", &ort);
-    run(&mut cmd)
+    slurm::around(&mut cmd)
 }
 
 /// The repository root (the parent of this crate's directory).

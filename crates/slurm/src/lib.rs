@@ -6,7 +6,8 @@
 //! only its checkpoint (everything else as in the study's config, every path absolute), into
 //! its own results directory. The study directory holds the job table (`study.json`, and
 //! `tasks.tsv` for the array scripts), the per-checkpoint configs, the sbatch scripts (one
-//! array per `MaxArraySize` indices, and a merge job that depends on all of them), the logs,
+//! array per `MaxArraySize` indices, each after the one before so that at most `%M` tasks
+//! run at once, and a merge job that depends on all of them), the logs,
 //! the tasks' results and finally the merged results.
 //!
 //! **Status comes from the results on disk**, never from Slurm accounting (which many clusters

@@ -162,8 +162,8 @@ impl Study {
 }
 
 /// Submits the job-table indices `tasks` of `study` (all of them on the first submission, the
-/// missing ones on a resubmission) as one array job per array script they fall in, then the
-/// merge job with `afterok` on every one of them. With `slurm` `None` (a dry run) nothing is
+/// missing ones on a resubmission) as one array job per array script they fall in, each
+/// after the one before (`afterany`), then the merge job with `afterok` on every one of them. With `slurm` `None` (a dry run) nothing is
 /// submitted and the commands are returned with placeholder ids.
 pub fn submit(study: &Study, tasks: &[usize], slurm: Option<&Slurm>) -> Result<Submission, Error> {
     let mut arrays = Vec::new();
@@ -185,6 +185,11 @@ pub fn submit(study: &Study, tasks: &[usize], slurm: Option<&Slurm>) -> Result<S
                 array_spec(&local),
                 study.slurm.concurrency
             ));
+        }
+        // Split arrays run one after another (whatever their tasks' outcome), so that the
+        // study never runs more than `concurrency` tasks at once.
+        if let Some(previous) = arrays.last() {
+            options.push(format!("--dependency=afterany:{previous}"));
         }
         commands.push(format!(
             "sbatch --parsable {}{}",
