@@ -15,6 +15,7 @@ mod fixtures;
 mod gemma;
 mod ort;
 mod plugins;
+mod project;
 mod report;
 mod scaling;
 mod slurm;
@@ -39,6 +40,8 @@ tasks:
   bench-scaling [--quick] [--reps N] [--threads N]
                               incremental vs naive on random Llama exports up to EuroLLM-1.7B's
                               shape (slow; up to 10 GB under target/bench-scaling, deleted after)
+  project-study               the seed paper's full grid in CPU-core-hours, from sweep units timed on a
+                              random EuroLLM-1.7B-shaped export (slow; about 10 GB under target/)
   slurm-up / slurm-down       start / stop a one-node Slurm for the tests (apt-get installs it if missing)
   fixtures [--check]          retrain the fixture series and rewrite its goldens and exports;
                               --check rebuilds it under target/ and compares with the committed one
@@ -72,6 +75,7 @@ fn main() -> Result<()> {
         Some("ort") => ort::ensure().map(|_| ()),
         Some("gemma") => gemma::fetch(),
         Some("fixtures") => fixtures::fixtures(check),
+        Some("project-study") => project::project(),
         Some("slurm-up") => slurm::up().map(|_| ()),
         Some("slurm-down") => slurm::down(),
         Some("help" | "--help" | "-h") | None => {

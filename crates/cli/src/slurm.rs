@@ -256,7 +256,10 @@ fn resubmit(dir: &Path, dry_run: bool) -> Result<()> {
         let arrays: Vec<String> = subs.iter().flat_map(|s| s.arrays.clone()).collect();
         let queued = cluster.queued(&arrays)?;
         if !queued.is_empty() {
-            let list: Vec<String> = queued.iter().map(|(id, st, _)| format!("{id} {st}")).collect();
+            let list: Vec<String> = queued
+                .iter()
+                .map(|(id, st, _)| format!("{id} {st}"))
+                .collect();
             bail!(
                 "tasks of this study are still queued or running ({}); wait for them or scancel \
                  them, then resubmit",

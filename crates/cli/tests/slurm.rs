@@ -179,7 +179,10 @@ fn assert_merged_equals_single_sweep(study: &Path) {
         let a = std::fs::read_to_string(single.join(file)).unwrap();
         let b = std::fs::read_to_string(merged.join(file))
             .unwrap_or_else(|e| panic!("{}: {e}\n{}", merged.join(file).display(), logs(study)));
-        assert!(a == b, "{file} of the merge differs from the single sweep's");
+        assert!(
+            a == b,
+            "{file} of the merge differs from the single sweep's"
+        );
     }
     let rows = std::fs::read_to_string(merged.join("results.jsonl"))
         .unwrap()
@@ -229,9 +232,16 @@ fn a_study_runs_as_split_job_arrays_and_merges_into_the_single_process_sweep() {
     let wall = start.elapsed();
     assert!(most <= 2, "{most} tasks ran at once, the limit is 2");
     let status = ok(xlpatch(None).args(["slurm", "status", "--study", study.to_str().unwrap()]));
-    assert!(status.contains("7/7 tasks done, 14/14 units; merged"), "{status}\n{}", logs(&study));
+    assert!(
+        status.contains("7/7 tasks done, 14/14 units; merged"),
+        "{status}\n{}",
+        logs(&study)
+    );
     assert_merged_equals_single_sweep(&study);
-    eprintln!("array test: submit to merged results in {:.1} s", wall.as_secs_f64());
+    eprintln!(
+        "array test: submit to merged results in {:.1} s",
+        wall.as_secs_f64()
+    );
 }
 
 #[test]
@@ -243,12 +253,7 @@ fn a_cancelled_task_resumes_on_resubmission_without_lost_or_duplicated_rows() {
     let series = std::path::absolute(repo().join("fixtures/series/export")).unwrap();
     // Two checkpoints (step_0, step_2000), three shards each: 6 tasks of 6 or 7 units.
     let models = series.join("step_*0").display().to_string();
-    let config = write_config(
-        root.path(),
-        &models,
-        r#"[["fr", "de"], ["en", "nl"]]"#,
-        10,
-    );
+    let config = write_config(root.path(), &models, r#"[["fr", "de"], ["en", "nl"]]"#, 10);
     let study = root.path().join("study");
     let out = ok(xlpatch(Some(&conf)).args([
         "slurm",
@@ -262,17 +267,26 @@ fn a_cancelled_task_resumes_on_resubmission_without_lost_or_duplicated_rows() {
         "--concurrency",
         "2",
     ]));
-    assert!(out.contains("6 tasks (2 checkpoints × 3 shards, 20 targets each)"), "{out}");
+    assert!(
+        out.contains("6 tasks (2 checkpoints × 3 shards, 20 targets each)"),
+        "{out}"
+    );
     let (arrays, merge) = last_jobs(&study);
     // Cancel task 0 as soon as its first unit is on disk.
     let results = study.join("tasks/step_0/shard-0-of-3/results.jsonl");
     let start = Instant::now();
     loop {
-        let rows = std::fs::read_to_string(&results).map(|t| t.lines().count()).unwrap_or(0);
+        let rows = std::fs::read_to_string(&results)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
         if rows > 0 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(300), "task 0 wrote nothing in 300 s\n{}", logs(&study));
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "task 0 wrote nothing in 300 s\n{}",
+            logs(&study)
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     ok(Command::new("scancel")
@@ -285,26 +299,39 @@ fn a_cancelled_task_resumes_on_resubmission_without_lost_or_duplicated_rows() {
         first.contains(" partial "),
         "task 0 should have some of its units, not all: {status}"
     );
-    assert!(status.contains("5/6 tasks done"), "{status}\n{}", logs(&study));
+    assert!(
+        status.contains("5/6 tasks done"),
+        "{status}\n{}",
+        logs(&study)
+    );
     // The merge job waits on a cancelled task: it can never run.
     let queue = squeue(&conf);
     assert!(
-        queue.lines().any(|l| l.starts_with(&format!("{merge}|PENDING"))),
+        queue
+            .lines()
+            .any(|l| l.starts_with(&format!("{merge}|PENDING"))),
         "the merge job should still wait: {queue}"
     );
-    let out = ok(xlpatch(Some(&conf)).args(["slurm", "resubmit", "--study", study.to_str().unwrap()]));
+    let out =
+        ok(xlpatch(Some(&conf)).args(["slurm", "resubmit", "--study", study.to_str().unwrap()]));
     assert!(out.contains("1 incomplete task(s) resubmitted: 0"), "{out}");
     let (arrays2, merge2) = last_jobs(&study);
     assert_eq!(arrays2.len(), 1);
     assert!(
-        !squeue(&conf).lines().any(|l| l.starts_with(&format!("{merge}|"))),
+        !squeue(&conf)
+            .lines()
+            .any(|l| l.starts_with(&format!("{merge}|"))),
         "the old merge job is cancelled"
     );
     let mut all = arrays2;
     all.push(merge2);
     wait_gone(&conf, &study, &all, Duration::from_secs(600));
     let status = ok(xlpatch(None).args(["slurm", "status", "--study", study.to_str().unwrap()]));
-    assert!(status.contains("6/6 tasks done, 40/40 units; merged"), "{status}\n{}", logs(&study));
+    assert!(
+        status.contains("6/6 tasks done, 40/40 units; merged"),
+        "{status}\n{}",
+        logs(&study)
+    );
     assert_merged_equals_single_sweep(&study);
 }
 
@@ -357,7 +384,10 @@ fn merges_refuse_tasks_whose_checkpoint_changed() {
             && out.contains("sbatch --parsable --dependency=afterok:<array 0>:<array 1>"),
         "{out}"
     );
-    assert!(!study.join("jobs.jsonl").exists(), "a dry run submits nothing");
+    assert!(
+        !study.join("jobs.jsonl").exists(),
+        "a dry run submits nothing"
+    );
     let task = |script: &str, index: usize| {
         ok(Command::new("bash")
             .arg(study.join(script))

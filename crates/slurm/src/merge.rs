@@ -34,7 +34,12 @@ pub fn merge(study: &Study) -> Result<usize, Error> {
         .map(|s| {
             (
                 s.task.index,
-                format!("{}, {} of {} units", s.task.describe(), s.done, s.task.units),
+                format!(
+                    "{}, {} of {} units",
+                    s.task.describe(),
+                    s.done,
+                    s.task.units
+                ),
             )
         })
         .collect();
@@ -64,7 +69,10 @@ pub fn merge(study: &Study) -> Result<usize, Error> {
         let config = SweepConfig::read(&t.out.join("config.toml"))?;
         let expected = SweepConfig {
             models: vec![
-                study.checkpoints.iter().find(|c| c.name == t.checkpoint)
+                study
+                    .checkpoints
+                    .iter()
+                    .find(|c| c.name == t.checkpoint)
                     .map(|c| c.dir.display().to_string())
                     .unwrap_or_default(),
             ],
@@ -166,4 +174,151 @@ pub fn merge(study: &Study) -> Result<usize, Error> {
     write(TIMINGS_FILE, &timings)?;
     std::fs::rename(&tmp, &out).map_err(io(&out))?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    use serde_json::json;
+    use xlpatch_core::config::SweepConfig;
+    use xlpatch_core::results::{ResultsWriter, Row};
+
+    use super::merge;
+    use crate::plan::{Runtime, SlurmConfig, Study, plan, stored};
+
+    fn row(unit: &str, checkpoint: &str, j: usize) -> Row {
+        Row {
+            unit: unit.into(),
+            unit_rows: 2,
+            checkpoint: checkpoint.into(),
+            step: None,
+            model_hash: "h".into(),
+            variant: "from_layer".into(),
+            setting: "tgt".into(),
+            in_lang: "fr".into(),
+            out_lang: "de".into(),
+            source: "s".into(),
+            target: "t".into(),
+            start_layer: j,
+            n_sources: 1,
+            p_src_out: 0.5,
+            p_tgt_out: 0.25,
+            p_src_in: 0.0,
+            p_tgt_in: 0.0,
+            p_src_other: 0.0,
+            p_tgt_other: 0.0,
+            p_src_out_aug: 0.5,
+            p_tgt_out_aug: 0.25,
+            rank_src_out: 1,
+            rank_tgt_out: 2,
+            gen_src: false,
+            gen_tgt: true,
+            generation: "x".into(),
+            generation_ids: vec![1],
+            per_lang: BTreeMap::new(),
+        }
+    }
+
+    /// A study of two checkpoints with two targets each, one task per checkpoint, whose
+    /// results are written by hand (units in reverse order), as a task would leave them.
+    fn study(dir: &Path) -> Study {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let config = SweepConfig {
+            models: vec![
+                "fixtures/series/export/step_16".into(),
+                "fixtures/series/export/step_0".into(),
+            ],
+            pairs: vec![["fr".into(), "de".into()]],
+            concept_pairs: 2,
+            ..SweepConfig::default()
+        };
+        let runtime = Runtime {
+            xlpatch: "/x".into(),
+            plugin_dirs: Vec::new(),
+            ort_dylib: None,
+        };
+        let study = plan(&config, &repo, dir, &SlurmConfig::default(), &runtime, 1001).unwrap();
+        let items = ["fr-de/a>b", "fr-de/c>d"];
+        let prompts: String = items
+            .iter()
+            .map(|i| json!({"item": i, "role": "target"}).to_string() + "\n")
+            .collect();
+        for (t, c) in study.tasks.iter().zip(&study.checkpoints) {
+            let mut w = ResultsWriter::open(&t.out).unwrap();
+            for item in items.iter().rev() {
+                let unit = format!("{}/{item}", c.name);
+                w.append_unit(&[row(&unit, &c.name, 0), row(&unit, &c.name, 1)])
+                    .unwrap();
+            }
+            let one = SweepConfig {
+                models: vec![c.dir.display().to_string()],
+                ..stored(&study.config)
+            };
+            std::fs::write(t.out.join("config.toml"), one.to_toml()).unwrap();
+            std::fs::write(t.out.join("prompts.jsonl"), &prompts).unwrap();
+            let run =
+                json!({"format_version": 1, "models": [{"checkpoint": c.name, "hash": c.hash}]});
+            std::fs::write(t.out.join("run.json"), run.to_string()).unwrap();
+        }
+        study
+    }
+
+    fn units(dir: &PathBuf) -> Vec<String> {
+        let mut u: Vec<String> = xlpatch_core::results::read_rows(dir)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.unit)
+            .collect();
+        u.dedup();
+        u
+    }
+
+    #[test]
+    fn merge_orders_units_as_one_sweep_and_refuses_another_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = study(dir.path());
+        assert_eq!(merge(&s).unwrap(), 8);
+        // Checkpoints by step, then the prompt set's order.
+        assert_eq!(
+            units(&s.results_dir()),
+            [
+                "step_0/fr-de/a>b",
+                "step_0/fr-de/c>d",
+                "step_16/fr-de/a>b",
+                "step_16/fr-de/c>d"
+            ]
+        );
+        let run: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(s.results_dir().join("run.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(run["models"][1]["checkpoint"], "step_16");
+        let err = merge(&s).unwrap_err().to_string();
+        assert!(err.contains("merged already"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let s = study(dir.path());
+        let file = s.tasks[1].out.join("config.toml");
+        let other = std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("seed = 0", "seed = 1");
+        std::fs::write(&file, other).unwrap();
+        let err = merge(&s).unwrap_err().to_string();
+        assert!(
+            err.contains("is not the study's config for step_16"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let s = study(dir.path());
+        std::fs::remove_file(s.tasks[0].out.join("results.jsonl")).unwrap();
+        let err = merge(&s).unwrap_err().to_string();
+        assert!(
+            err.contains("1 of 2 tasks are incomplete (0: step_0 shard 0/1, 0 of 2 units)"),
+            "{err}"
+        );
+        assert!(!s.results_dir().exists());
+    }
 }

@@ -251,7 +251,11 @@ pub fn plan(
             let path = Path::new(file);
             let text = std::fs::read_to_string(path).map_err(io(path))?;
             let mut n = 0;
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
                 let v: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::Io {
                     path: path.to_path_buf(),
                     what: format!("line {}: {e}", i + 1),
@@ -417,7 +421,10 @@ impl Study {
             .map(|t| {
                 let done = if t.out.join(xlpatch_core::results::JSONL_FILE).exists() {
                     let rows = xlpatch_core::results::read_rows(&t.out)?;
-                    rows.iter().map(|r| r.unit.as_str()).collect::<BTreeSet<_>>().len()
+                    rows.iter()
+                        .map(|r| r.unit.as_str())
+                        .collect::<BTreeSet<_>>()
+                        .len()
                 } else {
                     0
                 };
@@ -474,17 +481,35 @@ mod tests {
         study.write().unwrap();
         let table = std::fs::read_to_string(dir.path().join(TASKS_FILE)).unwrap();
         assert_eq!(table.lines().count(), 21);
-        assert!(table.lines().nth(4).unwrap().starts_with("4\tstep_16\t1/3\t"));
+        assert!(
+            table
+                .lines()
+                .nth(4)
+                .unwrap()
+                .starts_with("4\tstep_16\t1/3\t")
+        );
         assert_eq!(Study::read(dir.path()).unwrap(), study);
         let one = SweepConfig::read(&dir.path().join("configs/step_16.toml")).unwrap();
         assert_eq!(one.models.len(), 1);
         assert!(Path::new(&one.models[0]).is_absolute());
         assert!(Path::new(&one.concepts).is_absolute());
         // Nothing ran: every task is at 0.
-        assert!(study.status().unwrap().iter().all(|s| s.done == 0 && !s.complete()));
+        assert!(
+            study
+                .status()
+                .unwrap()
+                .iter()
+                .all(|s| s.done == 0 && !s.complete())
+        );
         // Submitted studies are not overwritten.
         std::fs::write(dir.path().join(JOBS_FILE), "").unwrap();
-        assert!(study.write().unwrap_err().to_string().contains("submitted already"));
+        assert!(
+            study
+                .write()
+                .unwrap_err()
+                .to_string()
+                .contains("submitted already")
+        );
     }
 
     #[test]
@@ -517,6 +542,9 @@ mod tests {
         let file = dir.path().join("cluster.toml");
         std::fs::write(&file, text).unwrap();
         let err = SlurmConfig::read(&file).unwrap_err().to_string();
-        assert!(err.contains("unknown field") && err.contains("cluster.toml"), "{err}");
+        assert!(
+            err.contains("unknown field") && err.contains("cluster.toml"),
+            "{err}"
+        );
     }
 }

@@ -143,7 +143,15 @@ mod tests {
             plugin_dirs: vec!["/sw/plugins".into()],
             ort_dylib: Some("/sw/ort/libonnxruntime.so".into()),
         };
-        let study = plan(&SweepConfig::default(), &repo, dir.path(), &slurm, &runtime, 10).unwrap();
+        let study = plan(
+            &SweepConfig::default(),
+            &repo,
+            dir.path(),
+            &slurm,
+            &runtime,
+            10,
+        )
+        .unwrap();
         assert_eq!(study.arrays.len(), 2);
         let second = array(&study, &study.arrays[1]);
         for line in [
@@ -159,7 +167,10 @@ mod tests {
             "export ORT_DYLIB_PATH='/sw/ort/libonnxruntime.so'",
             "task=$(( 10 + SLURM_ARRAY_TASK_ID ))",
         ] {
-            assert!(second.lines().any(|l| l == line), "no {line:?} in\n{second}");
+            assert!(
+                second.lines().any(|l| l == line),
+                "no {line:?} in\n{second}"
+            );
         }
         assert!(
             second.contains(r"exec '/sw/it'\''s/xlpatch' --plugin-dir '/sw/plugins' sweep"),
