@@ -20,8 +20,10 @@ mod gemma;
 mod metadata;
 mod ort;
 mod plugins;
+mod project;
 mod report;
 mod scaling;
+mod slurm;
 mod snapshots;
 mod sweep;
 #[cfg(test)]
@@ -43,6 +45,9 @@ tasks:
   bench-scaling [--quick] [--reps N] [--threads N]
                               incremental vs naive on random Llama exports up to EuroLLM-1.7B's
                               shape (slow; up to 10 GB under target/bench-scaling, deleted after)
+  project-study               the seed paper's full grid in CPU-core-hours, from sweep units timed on a
+                              random EuroLLM-1.7B-shaped export (slow; about 10 GB under target/)
+  slurm-up / slurm-down       start / stop a one-node Slurm for the tests (apt-get installs it if missing)
   fixtures [--check]          retrain the fixture series and rewrite its goldens and exports;
                               --check rebuilds it under target/ and compares with the committed one
   fuzz [--secs N] [--afl] [TARGET]
@@ -70,6 +75,9 @@ fn main() -> Result<()> {
         "bench-scaling" => scaling::scaling(p),
         "fixtures" => fixtures::fixtures(args::flag(p, "check", HELP)?),
         "fuzz" => fuzz::fuzz(p),
+        "project-study" => args::none(p, HELP).and_then(|()| project::project()),
+        "slurm-up" => args::none(p, HELP).and_then(|()| slurm::up().map(|_| ())),
+        "slurm-down" => args::none(p, HELP).and_then(|()| slurm::down()),
         other => bail!("unknown task {other:?}\n\n{HELP}"),
     }
 }
@@ -85,7 +93,7 @@ fn test(release: bool) -> Result<()> {
         cmd.arg("--release");
     }
     cmd.env("ORT_DYLIB_PATH", &ort);
-    run(&mut cmd)
+    slurm::around(&mut cmd)
 }
 
 /// The repository root (the parent of this crate's directory).

@@ -29,13 +29,13 @@ use crate::{args, cargo, plugins, run, target_dir};
 
 /// A Llama shape.
 #[derive(Debug, Clone, Copy)]
-struct Shape {
+pub(crate) struct Shape {
     layers: usize,
     d: usize,
     heads: usize,
     kv_heads: usize,
     ffn: usize,
-    vocab: usize,
+    pub(crate) vocab: usize,
 }
 
 impl Shape {
@@ -50,7 +50,7 @@ impl Shape {
         }
     }
 
-    const EUROLLM: Shape = Shape {
+    pub(crate) const EUROLLM: Shape = Shape {
         layers: 24,
         d: 2048,
         heads: 16,
@@ -59,7 +59,7 @@ impl Shape {
         vocab: 128_000,
     };
 
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         format!("llama-l{}-d{}-v{}", self.layers, self.d, self.vocab)
     }
 
@@ -228,7 +228,7 @@ impl safetensors::View for &RandomTensor {
 
 /// Writes `config.json` and `model.safetensors` (bf16, through the `safetensors` crate) of
 /// `shape` into `dir`.
-fn write_checkpoint(shape: &Shape, dir: &Path, seed: u64) -> Result<()> {
+pub(crate) fn write_checkpoint(shape: &Shape, dir: &Path, seed: u64) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     std::fs::write(dir.join("config.json"), shape.config_json())?;
     let mut tensors = shape.tensors();
@@ -247,7 +247,7 @@ fn write_checkpoint(shape: &Shape, dir: &Path, seed: u64) -> Result<()> {
 }
 
 /// The total size of the files in `dir`.
-fn dir_bytes(dir: &Path) -> u64 {
+pub(crate) fn dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
