@@ -18,6 +18,7 @@ mod export;
 mod plugins;
 mod predict;
 mod report;
+mod series;
 mod sweep;
 
 /// Cross-lingual concept patching across LLM pretraining checkpoints.
@@ -49,6 +50,9 @@ enum Command {
     Merge(sweep::MergeArgs),
     /// Write the HTML report, plots, error analysis and review sheet of a results directory.
     Report(report::ReportArgs),
+    /// Checkpoint series on the Hugging Face hub: list what a spec selects, fetch it.
+    #[command(subcommand)]
+    Series(series::SeriesCommand),
     /// Inspect the plugins xlpatch can load.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -73,6 +77,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sweep(args) => sweep::sweep(args, &cli.plugin_dir),
         Command::Merge(args) => sweep::merge(args),
         Command::Report(args) => report::report(args),
+        Command::Series(cmd) => series::run(cmd),
         Command::Plugins(cmd) => plugins::run(cmd, &cli.plugin_dir),
     }
 }

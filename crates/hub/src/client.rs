@@ -145,7 +145,12 @@ fn next_link(link: &str) -> Option<String> {
         params
             .split(';')
             .any(|p| p.trim().replace(' ', "") == "rel=\"next\"")
-            .then(|| url.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+            .then(|| {
+                url.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
     })
 }
 
@@ -168,7 +173,11 @@ fn is_hex(s: &str, len: usize) -> bool {
 }
 
 /// The files of a checkpoint in `tree`, or the first one missing.
-fn checkpoint_files(repo: &str, revision: &str, tree: &[TreeEntry]) -> Result<Vec<TreeEntry>, HubError> {
+fn checkpoint_files(
+    repo: &str,
+    revision: &str,
+    tree: &[TreeEntry],
+) -> Result<Vec<TreeEntry>, HubError> {
     let has = |p: &str| tree.iter().find(|e| e.path == p).cloned();
     let missing = |file: &str, found: String| HubError::MissingFile {
         repo: repo.into(),
@@ -257,7 +266,10 @@ impl Hub {
             .join(Repo::new(repo.to_string(), RepoType::Model).folder_name())
     }
 
-    fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<(T, Option<String>), HubError> {
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+    ) -> Result<(T, Option<String>), HubError> {
         let mut req = self.agent.get(url);
         if let Some(t) = &self.opts.token {
             req = req.set("Authorization", &format!("Bearer {t}"));
@@ -296,7 +308,11 @@ impl Hub {
                     if p.is_dir() {
                         stack.push(p);
                     } else if let Ok(commit) = std::fs::read_to_string(&p) {
-                        let name = p.strip_prefix(&root).unwrap_or(&p).to_string_lossy().into_owned();
+                        let name = p
+                            .strip_prefix(&root)
+                            .unwrap_or(&p)
+                            .to_string_lossy()
+                            .into_owned();
                         out.push(HubRef {
                             name,
                             kind: RefKind::Branch,
@@ -313,10 +329,12 @@ impl Hub {
         }
         let url = format!("{}/api/models/{repo}/refs", self.endpoint);
         let (refs, _) = self.get_json::<RefsJson>(&url)?;
-        let conv = |kind| move |r: RefJson| HubRef {
-            name: r.name,
-            kind,
-            commit: r.target_commit,
+        let conv = |kind| {
+            move |r: RefJson| HubRef {
+                name: r.name,
+                kind,
+                commit: r.target_commit,
+            }
         };
         Ok(refs
             .branches
@@ -333,7 +351,13 @@ impl Hub {
             if let Ok(c) = std::fs::read_to_string(&refs) {
                 return Ok(c.trim().to_string());
             }
-            if is_hex(revision, 40) && self.repo_dir(repo).join("snapshots").join(revision).is_dir() {
+            if is_hex(revision, 40)
+                && self
+                    .repo_dir(repo)
+                    .join("snapshots")
+                    .join(revision)
+                    .is_dir()
+            {
                 return Ok(revision.to_string());
             }
             return Err(self.offline_missing(format!("{repo}@{revision}")));
@@ -366,13 +390,19 @@ impl Hub {
                         stack.push(p);
                         continue;
                     }
-                    let Ok(md) = std::fs::metadata(&p) else { continue };
+                    let Ok(md) = std::fs::metadata(&p) else {
+                        continue;
+                    };
                     let blob = std::fs::read_link(&p)
                         .ok()
                         .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
                         .unwrap_or_default();
                     out.push(TreeEntry {
-                        path: p.strip_prefix(&root).unwrap_or(&p).to_string_lossy().into_owned(),
+                        path: p
+                            .strip_prefix(&root)
+                            .unwrap_or(&p)
+                            .to_string_lossy()
+                            .into_owned(),
                         size: md.len(),
                         sha256: is_hex(&blob, 64).then(|| blob.clone()),
                         oid: blob,
@@ -389,12 +419,16 @@ impl Hub {
         let mut out = Vec::new();
         while let Some(u) = url.take() {
             let (page, link) = self.get_json::<Vec<TreeJson>>(&u)?;
-            out.extend(page.into_iter().filter(|e| e.kind == "file").map(|e| TreeEntry {
-                path: e.path,
-                size: e.size,
-                oid: e.oid,
-                sha256: e.lfs.map(|l| l.oid),
-            }));
+            out.extend(
+                page.into_iter()
+                    .filter(|e| e.kind == "file")
+                    .map(|e| TreeEntry {
+                        path: e.path,
+                        size: e.size,
+                        oid: e.oid,
+                        sha256: e.lfs.map(|l| l.oid),
+                    }),
+            );
             url = link.as_deref().and_then(next_link);
         }
         Ok(out)
@@ -457,12 +491,43 @@ impl Hub {
         Ok(Ok(()))
     }
 
-    /// Removes a snapshot file and the blob it points to.
-    fn drop_file(&self, pointer: &Path) -> Result<u64, HubError> {
+    /// The blobs that snapshots other than `commit` link to (files with equal contents in
+    /// several revisions share one blob).
+    fn blobs_in_use(&self, repo: &str, commit: &str) -> std::collections::BTreeSet<PathBuf> {
+        let mut used = std::collections::BTreeSet::new();
+        let snaps = self.repo_dir(repo).join("snapshots");
+        let mut stack: Vec<PathBuf> = std::fs::read_dir(&snaps)
+            .map(|l| {
+                l.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.file_name().is_some_and(|n| n != commit))
+                    .collect()
+            })
+            .unwrap_or_default();
+        while let Some(p) = stack.pop() {
+            if let Ok(target) = std::fs::read_link(&p) {
+                let blob = p.parent().unwrap_or(Path::new(".")).join(target);
+                used.insert(std::fs::canonicalize(&blob).unwrap_or(blob));
+            } else if let Ok(l) = std::fs::read_dir(&p) {
+                stack.extend(l.flatten().map(|e| e.path()));
+            }
+        }
+        used
+    }
+
+    /// Removes a snapshot file and the blob it points to (unless `keep` holds the blob).
+    fn drop_file_keeping(
+        &self,
+        pointer: &Path,
+        keep: &std::collections::BTreeSet<PathBuf>,
+    ) -> Result<u64, HubError> {
         let mut freed = 0;
         if let Ok(target) = std::fs::read_link(pointer) {
             let blob = pointer.parent().unwrap_or(Path::new(".")).join(target);
-            if let Ok(md) = std::fs::metadata(&blob) {
+            let canon = std::fs::canonicalize(&blob).unwrap_or(blob.clone());
+            if keep.contains(&canon) {
+                // Another snapshot links to it.
+            } else if let Ok(md) = std::fs::metadata(&blob) {
                 freed += md.len();
                 std::fs::remove_file(&blob).map_err(io_err(&blob))?;
             }
@@ -477,6 +542,11 @@ impl Hub {
         }
     }
 
+    /// Removes a snapshot file and the blob it points to.
+    fn drop_file(&self, pointer: &Path) -> Result<u64, HubError> {
+        self.drop_file_keeping(pointer, &Default::default())
+    }
+
     /// Whether every file of `ck` is in the cache with its tree's size.
     pub fn is_cached(&self, ck: &Checkpoint) -> bool {
         ck.files.iter().all(|f| {
@@ -487,8 +557,45 @@ impl Hub {
     /// Downloads what of `ck` the cache lacks (a partial `.part` file resumes), checks every
     /// file against the tree (a mismatch is deleted and downloaded again, up to
     /// [`HubOptions::tries`] times) and returns the snapshot directory.
-    pub fn download(&self, ck: &Checkpoint, log: &mut dyn FnMut(&str)) -> Result<PathBuf, HubError> {
+    pub fn download(
+        &self,
+        ck: &Checkpoint,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<PathBuf, HubError> {
         for entry in &ck.files {
+            self.fetch_entry(ck, entry, log)?;
+        }
+        self.check_index(ck)?;
+        Ok(self.repo_dir(&ck.repo).join("snapshots").join(&ck.commit))
+    }
+
+    /// Downloads (and checks) one file of `ck`; returns its path in the snapshot.
+    pub fn download_file(
+        &self,
+        ck: &Checkpoint,
+        file: &str,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<PathBuf, HubError> {
+        let entry =
+            ck.files
+                .iter()
+                .find(|f| f.path == file)
+                .ok_or_else(|| HubError::MissingFile {
+                    repo: ck.repo.clone(),
+                    revision: ck.revision.clone(),
+                    file: file.to_string(),
+                    found: String::new(),
+                })?;
+        self.fetch_entry(ck, entry, log)
+    }
+
+    fn fetch_entry(
+        &self,
+        ck: &Checkpoint,
+        entry: &TreeEntry,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<PathBuf, HubError> {
+        {
             let pointer = self.snapshot_file(ck, &entry.path);
             let mut tries = 0;
             loop {
@@ -520,10 +627,8 @@ impl Hub {
                     }
                 }
                 if self.opts.offline {
-                    return Err(self.offline_missing(format!(
-                        "{}@{}: {}",
-                        ck.repo, ck.revision, entry.path
-                    )));
+                    return Err(self
+                        .offline_missing(format!("{}@{}: {}", ck.repo, ck.revision, entry.path)));
                 }
                 tries += 1;
                 log(&format!(
@@ -565,15 +670,24 @@ impl Hub {
                     });
                 }
             }
+            Ok(pointer)
         }
-        // A sharded checkpoint's index must name only shards the revision has.
-        if let Some(index) = ck.files.iter().find(|f| f.path == "model.safetensors.index.json") {
+    }
+
+    /// A sharded checkpoint's index must name only shards the revision has.
+    fn check_index(&self, ck: &Checkpoint) -> Result<(), HubError> {
+        if let Some(index) = ck
+            .files
+            .iter()
+            .find(|f| f.path == "model.safetensors.index.json")
+        {
             let path = self.snapshot_file(ck, &index.path);
             let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-            let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| HubError::Protocol {
-                url: path.display().to_string(),
-                what: e.to_string(),
-            })?;
+            let json: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| HubError::Protocol {
+                    url: path.display().to_string(),
+                    what: e.to_string(),
+                })?;
             let shards: std::collections::BTreeSet<&str> = json["weight_map"]
                 .as_object()
                 .map(|m| m.values().filter_map(|v| v.as_str()).collect())
@@ -589,15 +703,16 @@ impl Hub {
                 }
             }
         }
-        Ok(self.repo_dir(&ck.repo).join("snapshots").join(&ck.commit))
+        Ok(())
     }
 
-    /// Deletes the cached files of `ck` (its snapshot links and their blobs); returns the
-    /// bytes freed.
+    /// Deletes the cached files of `ck` (its snapshot links, and their blobs unless another
+    /// snapshot links to them); returns the bytes freed.
     pub fn remove(&self, ck: &Checkpoint) -> Result<u64, HubError> {
+        let keep = self.blobs_in_use(&ck.repo, &ck.commit);
         let mut freed = 0;
         for f in &ck.files {
-            freed += self.drop_file(&self.snapshot_file(ck, &f.path))?;
+            freed += self.drop_file_keeping(&self.snapshot_file(ck, &f.path), &keep)?;
         }
         let snap = self.repo_dir(&ck.repo).join("snapshots").join(&ck.commit);
         let _ = std::fs::remove_dir(&snap);
@@ -629,13 +744,19 @@ mod tests {
 
     #[test]
     fn a_revision_without_weights_names_itself_and_the_file() {
-        let e = checkpoint_files("EleutherAI/pythia-70m", "step3000", &[entry("config.json"), entry("pytorch_model.bin")])
-            .unwrap_err()
-            .to_string();
+        let e = checkpoint_files(
+            "EleutherAI/pythia-70m",
+            "step3000",
+            &[entry("config.json"), entry("pytorch_model.bin")],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("EleutherAI/pythia-70m@step3000"), "{e}");
         assert!(e.contains("model.safetensors is missing"), "{e}");
         assert!(e.contains("pytorch_model.bin"), "{e}");
-        let e = checkpoint_files("a/b", "r", &[entry("model.safetensors")]).unwrap_err().to_string();
+        let e = checkpoint_files("a/b", "r", &[entry("model.safetensors")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("a/b@r: config.json is missing"), "{e}");
     }
 }

@@ -86,7 +86,9 @@ pub enum HubError {
         tries: usize,
     },
     /// Offline, and the cache lacks something.
-    #[error("offline: {what} is not in the cache {cache}; fetch it first with `xlpatch series fetch` on a machine with internet")]
+    #[error(
+        "offline: {what} is not in the cache {cache}; fetch it first with `xlpatch series fetch` on a machine with internet"
+    )]
     NotCached {
         /// What is missing.
         what: String,

@@ -159,7 +159,10 @@ mod tests {
         check("step0", Some((0, None, None, Step)));
         check("global_step1000", Some((1000, None, None, GlobalStep)));
         check("step-125000", Some((125000, None, None, StepDash)));
-        check("stage2-step-40000", Some((40000, None, Some(2), StageStepDash)));
+        check(
+            "stage2-step-40000",
+            Some((40000, None, Some(2), StageStepDash)),
+        );
         check("ckpt_359", Some((359, None, None, Ckpt)));
         check("step_2000", Some((2000, None, None, StepUnderscore)));
         check("iter_0001000", Some((1000, None, None, Iter)));

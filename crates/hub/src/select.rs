@@ -172,7 +172,10 @@ mod tests {
 
     fn names(spec: &str, refs: &[HubRef]) -> (Vec<String>, Selection) {
         let sel = select(&SeriesSpec::parse(spec).unwrap(), refs);
-        (sel.selected.iter().map(|s| s.revision.clone()).collect(), sel)
+        (
+            sel.selected.iter().map(|s| s.revision.clone()).collect(),
+            sel,
+        )
     }
 
     #[test]
@@ -195,11 +198,20 @@ mod tests {
                 "step3000-tokens12B"
             ]
         );
-        assert_eq!(sel.unparsed, ["main", "stage2-ingredient1-step100-tokens1B"]);
+        assert_eq!(
+            sel.unparsed,
+            ["main", "stage2-ingredient1-step100-tokens1B"]
+        );
         let (got, sel) = names("hf://a/b@stage1-*?steps=500..", &r);
-        assert_eq!(got, ["stage1-step1000-tokens5B", "stage1-step2000-tokens9B"]);
+        assert_eq!(
+            got,
+            ["stage1-step1000-tokens5B", "stage1-step2000-tokens9B"]
+        );
         assert_eq!(sel.out_of_range, 1);
-        assert!(sel.unparsed.is_empty(), "only names the pattern matches are reported");
+        assert!(
+            sel.unparsed.is_empty(),
+            "only names the pattern matches are reported"
+        );
     }
 
     #[test]
@@ -213,7 +225,9 @@ mod tests {
 
     #[test]
     fn log_spacing_favours_early_steps() {
-        let steps = [0u64, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192];
+        let steps = [
+            0u64, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192,
+        ];
         let list: Vec<String> = steps.iter().map(|s| format!("step{s}")).collect();
         let r = refs(&list.iter().map(String::as_str).collect::<Vec<_>>());
         let (got, _) = names("hf://a/b?log=5", &r);
@@ -231,10 +245,14 @@ mod tests {
         let (got, _) = names("hf://a/b@step30,step10", &[]);
         assert_eq!(got, ["step10", "step30"]);
         let mut r = refs(&["main"]);
-        r.extend(refs(&["global_step2", "global_step1"]).into_iter().map(|mut h| {
-            h.kind = RefKind::Tag;
-            h
-        }));
+        r.extend(
+            refs(&["global_step2", "global_step1"])
+                .into_iter()
+                .map(|mut h| {
+                    h.kind = RefKind::Tag;
+                    h
+                }),
+        );
         let (got, _) = names("hf://bigscience/bloom-560m-intermediate", &r);
         assert_eq!(got, ["global_step1", "global_step2"]);
     }

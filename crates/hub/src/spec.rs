@@ -91,7 +91,9 @@ impl SeriesSpec {
         };
         let parts: Vec<&str> = repo.split('/').collect();
         if parts.is_empty() || parts.len() > 2 || parts.iter().any(|p| p.is_empty()) {
-            return Err(bad("the repository is ORG/NAME, e.g. hf://allenai/OLMo-2-0425-1B"));
+            return Err(bad(
+                "the repository is ORG/NAME, e.g. hf://allenai/OLMo-2-0425-1B",
+            ));
         }
         let mut revisions = Vec::new();
         if let Some(revs) = revs {
@@ -178,7 +180,11 @@ impl fmt::Display for SeriesSpec {
         }
         if self.steps != (None, None) {
             let end = |e: Option<u64>| e.map(|s| s.to_string()).unwrap_or_default();
-            opts.push(format!("steps={}..{}", end(self.steps.0), end(self.steps.1)));
+            opts.push(format!(
+                "steps={}..{}",
+                end(self.steps.0),
+                end(self.steps.1)
+            ));
         }
         match self.refs {
             RefKinds::Auto => {}
@@ -227,7 +233,8 @@ mod tests {
 
     #[test]
     fn specs_parse_and_print_back() {
-        let s = SeriesSpec::parse("hf://allenai/OLMo-2-0425-1B@stage1-step10000-tokens21B").unwrap();
+        let s =
+            SeriesSpec::parse("hf://allenai/OLMo-2-0425-1B@stage1-step10000-tokens21B").unwrap();
         assert_eq!(s.repo, "allenai/OLMo-2-0425-1B");
         assert_eq!(s.revisions, ["stage1-step10000-tokens21B"]);
         assert!(s.is_explicit());

@@ -20,10 +20,22 @@ fn hub() -> StandIn {
     let hub = StandIn::start(REPO);
     for step in [0, 64, 256, 2000] {
         let dir = root.join(format!("step_{step}"));
-        hub.add(&format!("step_{step}"), false, checkpoint_files(&dir, Some(&tok)));
+        hub.add(
+            &format!("step_{step}"),
+            false,
+            checkpoint_files(&dir, Some(&tok)),
+        );
     }
-    hub.add("main", false, checkpoint_files(&root.join("step_2000"), Some(&tok)));
-    hub.add("v1.0", true, checkpoint_files(&root.join("step_2000"), Some(&tok)));
+    hub.add(
+        "main",
+        false,
+        checkpoint_files(&root.join("step_2000"), Some(&tok)),
+    );
+    hub.add(
+        "v1.0",
+        true,
+        checkpoint_files(&root.join("step_2000"), Some(&tok)),
+    );
     hub
 }
 
@@ -50,11 +62,19 @@ fn lists_selects_and_downloads_into_the_shared_cache_layout() {
     let (sel, cks) = hub.resolve(&spec).unwrap();
     let names: Vec<&str> = cks.iter().map(|c| c.revision.as_str()).collect();
     assert_eq!(names, ["step_0", "step_64", "step_2000"]);
-    assert_eq!(sel.unparsed, ["main"], "main is listed as skipped, not dropped");
+    assert_eq!(
+        sel.unparsed,
+        ["main"],
+        "main is listed as skipped, not dropped"
+    );
     assert_eq!(sel.thinned, 1);
     // The tree came in pages of two (three files: config, weights, tokenizer).
     let log = stand.log();
-    assert!(log.iter().any(|l| l.contains("/tree/") && l.contains("cursor=2")), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("/tree/") && l.contains("cursor=2")),
+        "{log:?}"
+    );
     assert_eq!(cks[0].files.len(), 3);
 
     let ck = &cks[1];
@@ -68,7 +88,14 @@ fn lists_selects_and_downloads_into_the_shared_cache_layout() {
     );
     let weights = snap.join("model.safetensors");
     let link = std::fs::read_link(&weights).unwrap();
-    let sha = ck.files.iter().find(|f| f.path == "model.safetensors").unwrap().sha256.clone().unwrap();
+    let sha = ck
+        .files
+        .iter()
+        .find(|f| f.path == "model.safetensors")
+        .unwrap()
+        .sha256
+        .clone()
+        .unwrap();
     assert_eq!(link, Path::new("../../blobs").join(&sha));
     assert_eq!(
         std::fs::read(&weights).unwrap(),
@@ -90,14 +117,20 @@ fn lists_selects_and_downloads_into_the_shared_cache_layout() {
     let one = SeriesSpec::parse(&format!("hf://{REPO}@step_64")).unwrap();
     let (_, off) = offline.resolve(&one).unwrap();
     assert_eq!(off[0].commit, ck.commit);
-    assert_eq!(off[0].weights_hash, ck.weights_hash, "same hash from the cache");
+    assert_eq!(
+        off[0].weights_hash, ck.weights_hash,
+        "same hash from the cache"
+    );
     assert_eq!(offline.download(&off[0], &mut |_| {}).unwrap(), snap);
     assert_eq!(stand.log().len(), before, "offline touches no network");
     let e = offline
         .resolve(&SeriesSpec::parse(&format!("hf://{REPO}@step_0")).unwrap())
         .unwrap_err()
         .to_string();
-    assert!(e.contains("offline") && e.contains("xlpatch series fetch"), "{e}");
+    assert!(
+        e.contains("offline") && e.contains("xlpatch series fetch"),
+        "{e}"
+    );
 
     // Deleting frees the blobs and the links.
     let freed = hub.remove(ck).unwrap();
@@ -119,8 +152,14 @@ fn a_corrupt_download_is_refused_and_retried_and_duplicates_share_a_hash() {
     // Once corrupt: refused, deleted, downloaded again.
     stand.corrupt("step_2000", "model.safetensors", 1);
     let mut msgs = Vec::new();
-    let snap = hub.download(&cks[0], &mut |m| msgs.push(m.to_string())).unwrap();
-    assert!(msgs.iter().any(|m| m.contains("model.safetensors refused (sha256")), "{msgs:?}");
+    let snap = hub
+        .download(&cks[0], &mut |m| msgs.push(m.to_string()))
+        .unwrap();
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("model.safetensors refused (sha256")),
+        "{msgs:?}"
+    );
     assert_eq!(
         std::fs::read(snap.join("model.safetensors")).unwrap(),
         std::fs::read(repo_root().join("fixtures/series/step_2000/model.safetensors")).unwrap()
@@ -133,7 +172,10 @@ fn a_corrupt_download_is_refused_and_retried_and_duplicates_share_a_hash() {
         .1[0];
     stand.corrupt("step_0", "model.safetensors", 100);
     let e = hub.download(other, &mut |_| {}).unwrap_err().to_string();
-    assert!(e.contains("xlpatch/fixture-series@step_0: model.safetensors does not match"), "{e}");
+    assert!(
+        e.contains("xlpatch/fixture-series@step_0: model.safetensors does not match"),
+        "{e}"
+    );
     assert!(e.contains("after 3 tries; refused"), "{e}");
     assert!(!hub.is_cached(other));
 }
@@ -145,8 +187,14 @@ fn missing_weight_files_name_revision_and_file() {
         "step1000",
         false,
         vec![
-            File { path: "config.json".into(), bytes: b"{}".to_vec() },
-            File { path: "pytorch_model.bin".into(), bytes: vec![0; 8] },
+            File {
+                path: "config.json".into(),
+                bytes: b"{}".to_vec(),
+            },
+            File {
+                path: "pytorch_model.bin".into(),
+                bytes: vec![0; 8],
+            },
         ],
     );
     stand.add(
