@@ -52,7 +52,11 @@ impl File {
         hex(&h.finalize())[..40].to_string()
     }
     fn etag(&self) -> String {
-        if self.lfs() { self.sha256() } else { self.oid() }
+        if self.lfs() {
+            self.sha256()
+        } else {
+            self.oid()
+        }
     }
 }
 
@@ -125,8 +129,12 @@ impl StandIn {
         let endpoint = format!("http://127.0.0.1:{port}");
         let state = Arc::new(Mutex::new(State::default()));
         let thread = {
-            let (server, state, repo, endpoint) =
-                (server.clone(), state.clone(), repo.to_string(), endpoint.clone());
+            let (server, state, repo, endpoint) = (
+                server.clone(),
+                state.clone(),
+                repo.to_string(),
+                endpoint.clone(),
+            );
             std::thread::spawn(move || {
                 for rq in server.incoming_requests() {
                     let (state, repo, endpoint) = (state.clone(), repo.clone(), endpoint.clone());
@@ -275,7 +283,10 @@ fn handle(rq: tiny_http::Request, state: &Mutex<State>, repo: &str, endpoint: &s
     state.lock().unwrap().log.push(format!(
         "{} {url}{}",
         rq.method(),
-        range.as_deref().map(|r| format!(" {r}")).unwrap_or_default()
+        range
+            .as_deref()
+            .map(|r| format!(" {r}"))
+            .unwrap_or_default()
     ));
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let api = format!("/api/models/{repo}/");
@@ -297,7 +308,11 @@ fn handle(rq: tiny_http::Request, state: &Mutex<State>, repo: &str, endpoint: &s
         } else if let Some(rev) = rest.strip_prefix("revision/") {
             match find(&revs, &decode(rev)) {
                 Some(r) => {
-                    let siblings: Vec<_> = r.files.iter().map(|f| json!({"rfilename": f.path})).collect();
+                    let siblings: Vec<_> = r
+                        .files
+                        .iter()
+                        .map(|f| json!({"rfilename": f.path}))
+                        .collect();
                     let _ = rq.respond(json_response(
                         json!({"id": repo, "modelId": repo, "sha": r.commit, "siblings": siblings}),
                     ));
@@ -357,7 +372,8 @@ fn handle(rq: tiny_http::Request, state: &Mutex<State>, repo: &str, endpoint: &s
         return;
     };
     let Some(f) = r.files.iter().find(|f| f.path == file) else {
-        let _ = rq.respond(not_found("EntryNotFound").with_header(header("X-Repo-Commit", &r.commit)));
+        let _ =
+            rq.respond(not_found("EntryNotFound").with_header(header("X-Repo-Commit", &r.commit)));
         return;
     };
     let total = f.bytes.len();
@@ -404,5 +420,11 @@ fn handle(rq: tiny_http::Request, state: &Mutex<State>, repo: &str, endpoint: &s
         inner: std::io::Cursor::new(body),
         rate: if is_body { rate } else { None },
     };
-    let _ = rq.respond(Response::new(StatusCode(status), headers, reader, Some(len), None));
+    let _ = rq.respond(Response::new(
+        StatusCode(status),
+        headers,
+        reader,
+        Some(len),
+        None,
+    ));
 }
