@@ -505,3 +505,46 @@ fn identical_checkpoints_are_reported_and_a_small_budget_is_refused_up_front() {
     );
     assert_eq!(series["checkpoints"][1]["duplicate_of"], "step_0");
 }
+
+#[test]
+fn a_fetched_series_runs_offline_with_the_hub_gone() {
+    let hub = standin();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("hf");
+    let spec = format!("hf://{REPO}@step_0,step_2000");
+    let (so, _) = run_ok(xlpatch(&hub, &home).args(["series", "fetch", &spec]));
+    assert!(so.contains("fetched 2 checkpoints"), "{so}");
+    let mut offline = xlpatch(&hub, &home);
+    drop(hub); // nothing listens there any more
+
+    let (list, _) = run_ok(
+        offline
+            .env("HF_HUB_OFFLINE", "1")
+            .args(["series", "list", &format!("hf://{REPO}@step_*")]),
+    );
+    assert!(list.contains("2 checkpoints"), "the cache's refs: {list}");
+    let cfg = config(tmp.path(), "hub.toml", std::slice::from_ref(&spec));
+    let out = tmp.path().join("out");
+    let mut sweep = Command::new(env!("CARGO_BIN_EXE_xlpatch"));
+    sweep
+        .env_remove("XLPATCH_PLUGIN_PATH")
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env("HF_HOME", &home)
+        .env("HF_HUB_CACHE", home.join("hub"))
+        .args(["sweep", "--offline", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let (so, _) = run_ok(&mut sweep);
+    assert!(so.contains("2 checkpoints swept"), "{so}");
+    let all = rows(local());
+    let want: BTreeSet<String> = all
+        .iter()
+        .filter(|r| r.contains("\"checkpoint\":\"step_0\"") || r.contains("\"checkpoint\":\"step_2000\""))
+        .cloned()
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(rows(&out), want);
+    // A fetched cache is the user's: kept.
+    assert!(
+        bytes_under(&home.join("hub/models--xlpatch--fixture-series/blobs")) > 3_000_000,
+        "the fetched files stay in the cache"
+    );
+}
