@@ -517,11 +517,11 @@ fn a_fetched_series_runs_offline_with_the_hub_gone() {
     let mut offline = xlpatch(&hub, &home);
     drop(hub); // nothing listens there any more
 
-    let (list, _) = run_ok(
-        offline
-            .env("HF_HUB_OFFLINE", "1")
-            .args(["series", "list", &format!("hf://{REPO}@step_*")]),
-    );
+    let (list, _) = run_ok(offline.env("HF_HUB_OFFLINE", "1").args([
+        "series",
+        "list",
+        &format!("hf://{REPO}@step_*"),
+    ]));
     assert!(list.contains("2 checkpoints"), "the cache's refs: {list}");
     let cfg = config(tmp.path(), "hub.toml", std::slice::from_ref(&spec));
     let out = tmp.path().join("out");
@@ -531,13 +531,22 @@ fn a_fetched_series_runs_offline_with_the_hub_gone() {
         .env("HF_ENDPOINT", "http://127.0.0.1:9")
         .env("HF_HOME", &home)
         .env("HF_HUB_CACHE", home.join("hub"))
-        .args(["sweep", "--offline", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        .args([
+            "sweep",
+            "--offline",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
     let (so, _) = run_ok(&mut sweep);
     assert!(so.contains("2 checkpoints swept"), "{so}");
     let all = rows(local());
     let want: BTreeSet<String> = all
         .iter()
-        .filter(|r| r.contains("\"checkpoint\":\"step_0\"") || r.contains("\"checkpoint\":\"step_2000\""))
+        .filter(|r| {
+            r.contains("\"checkpoint\":\"step_0\"") || r.contains("\"checkpoint\":\"step_2000\"")
+        })
         .cloned()
         .collect();
     assert!(!want.is_empty());
@@ -547,4 +556,30 @@ fn a_fetched_series_runs_offline_with_the_hub_gone() {
         bytes_under(&home.join("hub/models--xlpatch--fixture-series/blobs")) > 3_000_000,
         "the fetched files stay in the cache"
     );
+}
+
+#[test]
+fn a_local_megatron_folder_gives_its_step_to_the_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = root().join("fixtures/series/step_64");
+    let dir = tmp.path().join("iter_0000064");
+    std::fs::create_dir(&dir).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let out = tmp.path().join("export");
+    let status = Command::new(env!("CARGO_BIN_EXE_xlpatch"))
+        .args([
+            "export",
+            "--model",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["step"], 64);
 }
