@@ -420,11 +420,9 @@ fn handle(rq: tiny_http::Request, state: &Mutex<State>, repo: &str, endpoint: &s
         inner: std::io::Cursor::new(body),
         rate: if is_body { rate } else { None },
     };
-    let _ = rq.respond(Response::new(
-        StatusCode(status),
-        headers,
-        reader,
-        Some(len),
-        None,
-    ));
+    // Always Content-Length, never chunked (tiny_http chunks bodies over 32 kB by default),
+    // as the hub sends it.
+    let resp = Response::new(StatusCode(status), headers, reader, Some(len), None)
+        .with_chunked_threshold(usize::MAX);
+    let _ = rq.respond(resp);
 }

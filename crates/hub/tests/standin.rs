@@ -226,3 +226,29 @@ fn missing_weight_files_name_revision_and_file() {
         "{e}"
     );
 }
+
+#[test]
+fn the_standin_answers_head_as_the_hub_does() {
+    let stand = hub();
+    let url = format!(
+        "{}/{REPO}/resolve/step_64/model.safetensors",
+        stand.endpoint()
+    );
+    let resp = ureq::head(&url).call().unwrap();
+    let want =
+        std::fs::read(repo_root().join("fixtures/series/step_64/model.safetensors")).unwrap();
+    assert_eq!(
+        resp.header("Content-Length"),
+        Some(want.len().to_string().as_str())
+    );
+    let etag = resp.header("ETag").unwrap().trim_matches('"').to_string();
+    assert_eq!(etag.len(), 64, "the sha256 of an LFS file: {etag}");
+    assert_eq!(resp.header("X-Repo-Commit").map(str::len), Some(40));
+    assert!(resp.header("X-Xet-Hash").is_none());
+    let missing = ureq::head(&format!(
+        "{}/{REPO}/resolve/step_64/nope.bin",
+        stand.endpoint()
+    ))
+    .call();
+    assert!(matches!(missing, Err(ureq::Error::Status(404, _))));
+}
