@@ -23,7 +23,8 @@ pub(crate) struct ExportArgs {
     /// How to store weights (graphs always compute in f32).
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
     dtype: String,
-    /// The checkpoint's training step, recorded in the manifest.
+    /// The checkpoint's training step, recorded in the manifest (default: from the
+    /// directory's name, e.g. `step_64`, `iter_0001000`, `stage1-step1000-tokens5B`).
     #[arg(long, value_name = "N")]
     step: Option<u64>,
     /// The checkpoint's revision, recorded in the manifest.
@@ -43,7 +44,12 @@ pub(crate) fn export(args: ExportArgs) -> Result<()> {
     let mut opts = ExportOptions::new(&args.model, &args.out);
     opts.tokenizer = args.tokenizer;
     opts.dtype = args.dtype.parse::<Dtype>().map_err(anyhow::Error::msg)?;
-    opts.step = args.step;
+    // A series folder's name gives the step when --step does not (`step_64`, Megatron's
+    // `iter_0001000`, a hub ref name).
+    opts.step = args.step.or_else(|| {
+        let name = args.model.file_name()?.to_string_lossy().into_owned();
+        xlpatch_hub::parse_ref(&name).map(|r| r.step)
+    });
     opts.revision = args.revision;
     opts.extra_outputs = args.extra_outputs;
     opts.ops = args.ops.parse::<GraphOps>().map_err(anyhow::Error::msg)?;

@@ -19,6 +19,7 @@ mod plugins;
 mod predict;
 mod report;
 mod slurm;
+mod series;
 mod sweep;
 
 /// Cross-lingual concept patching across LLM pretraining checkpoints.
@@ -53,6 +54,9 @@ enum Command {
     /// Run a sweep as a Slurm job array: submit, status, resubmit, merge.
     #[command(subcommand)]
     Slurm(slurm::SlurmCommand),
+    /// Checkpoint series on the Hugging Face hub: list what a spec selects, fetch it.
+    #[command(subcommand)]
+    Series(series::SeriesCommand),
     /// Inspect the plugins xlpatch can load.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -78,6 +82,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Merge(args) => sweep::merge(args),
         Command::Report(args) => report::report(args),
         Command::Slurm(cmd) => slurm::run(cmd, &cli.plugin_dir),
+        Command::Series(cmd) => series::run(cmd),
         Command::Plugins(cmd) => plugins::run(cmd, &cli.plugin_dir),
     }
 }

@@ -33,6 +33,8 @@ pub(crate) struct SweepArgs {
     /// prompts; overrides the config's `prompts`.
     #[arg(long, value_name = "FILE")]
     prompts: Option<PathBuf>,
+    #[command(flatten)]
+    hub: crate::series::SeriesSweepArgs,
 }
 
 /// A one-line progress bar on stderr: done/total, rate and ETA.
@@ -87,6 +89,12 @@ pub(crate) fn sweep(args: SweepArgs, plugin_dirs: &[PathBuf]) -> Result<()> {
         let file = std::path::absolute(file)
             .with_context(|| format!("cannot resolve {}", file.display()))?;
         config.prompts = Some(file.display().to_string());
+    }
+    if crate::series::wants_hub(&mut config, &args.hub)? {
+        if args.shard.is_some() {
+            anyhow::bail!("--shard is not available for hub series; sweep spec subsets instead");
+        }
+        return crate::series::sweep(&config, &base, &args.out, &args.hub, plugin_dirs);
     }
     let (_, registry, refused) = xlpatch_core::plugins::discover(plugin_dirs);
     for e in &refused {
