@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 mod bench;
 mod fixtures;
 mod gemma;
+mod gpu;
 mod ort;
 mod plugins;
 mod report;
@@ -33,6 +34,8 @@ tasks:
   build-plugins [--release]   build the plugins into target/<profile>/plugins
   ort                         fetch ONNX Runtime's shared library into .cache/ort (idempotent)
   gemma                       fetch Gemma-3-270M (GGUF + tokenizer) into .cache/gemma (idempotent)
+  gpu-check                   build the CUDA kit (xlpatch + backend-candle) into target/gpu-check
+                              and print the command that checks it on a GPU machine
   bench [--reps N] [--targets N] [--threads N] [--models fixture,gemma]
                               xlpatch against the Python reference pipeline (slow; sets up .cache/py)
   bench-scaling [--quick] [--reps N] [--threads N]
@@ -69,6 +72,7 @@ fn main() -> Result<()> {
         Some("build-plugins") => plugins::build(release).map(|_| ()),
         Some("ort") => ort::ensure().map(|_| ()),
         Some("gemma") => gemma::fetch(),
+        Some("gpu-check") => gpu::gpu_check(),
         Some("fixtures") => fixtures::fixtures(check),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
