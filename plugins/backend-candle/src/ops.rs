@@ -536,7 +536,28 @@ fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         dims.push(b.dim(1)?);
         return Ok(a.reshape((rows, k))?.matmul(&b.contiguous()?)?.reshape(dims)?);
     }
-    Ok(a.contiguous()?.broadcast_matmul(&b.contiguous()?)?)
+    if a.rank() < 2 || b.rank() < 2 {
+        return err(format!(
+            "MatMul of {:?} and {:?} (rank 1 operands are not implemented)",
+            a.dims(),
+            b.dims()
+        ));
+    }
+    // Batch dimensions broadcast, then folded into one: candle's kernels take at most one
+    // batch dimension of a contiguous operand.
+    let (ra, rb) = (a.rank(), b.rank());
+    let batch = broadcast_shape(&a.dims()[..ra - 2], &b.dims()[..rb - 2])?;
+    let (m, k, n) = (a.dim(ra - 2)?, a.dim(ra - 1)?, b.dim(rb - 1)?);
+    let flat: usize = batch.iter().product();
+    let expand = |t: &Tensor, rows: usize, cols: usize| -> Result<Tensor> {
+        let mut shape = batch.clone();
+        shape.extend([rows, cols]);
+        Ok(t.broadcast_as(shape)?.contiguous()?.reshape((flat, rows, cols))?)
+    };
+    let y = expand(a, m, k)?.matmul(&expand(b, k, n)?)?;
+    let mut shape = batch;
+    shape.extend([m, n]);
+    Ok(y.reshape(shape)?)
 }
 
 fn softmax(t: &Tensor, ax: usize) -> Result<Tensor> {
