@@ -203,11 +203,6 @@ fn checkpoint_dir(checkpoint: &str) -> PathBuf {
 }
 
 fn open(registry: &Registry, dir: &Path) -> Model {
-    assert!(
-        xlpatch_core::ort::locate().is_some(),
-        "ONNX Runtime's library was not found: run `cargo xtask ort` or set ORT_DYLIB_PATH \
-         (`cargo xtask snapshots` does both)"
-    );
     // One thread: the same arithmetic order on every machine.
     let options = BackendOptions {
         threads: 1,

@@ -27,8 +27,8 @@ p_tgt_other, generation_ids) plus the top-2 logit gap of every greedy step, and 
 target with the wall time of its whole work (`{"item": ..., "seconds": ...}`, model load
 excluded).
 
-CPU only, float32, `--threads` intra-op threads (default 2; `cargo xtask bench` passes the
-same count to both sides).
+float32 on the CPU (default) or, with `--device cuda`, a GPU; `--threads` intra-op threads
+(default 2; `cargo xtask bench` passes the same count to both sides).
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--limit", type=int, help="run only the first N target prompts")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument(
+        "--device", default="cpu", help="where the model runs: cpu (default) or cuda[:N]"
+    )
     p.add_argument("--max-new-tokens", type=int, default=10)
     return p.parse_args(argv)
 
@@ -166,7 +169,11 @@ def main(argv: list[str] | None = None) -> None:
     pad = config.pad_token_id if config.pad_token_id is not None else (eos or [0])[0]
 
     t0 = time.perf_counter()
-    hf = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    hf = AutoModelForCausalLM.from_pretrained(
+        args.model,
+        dtype=torch.float32,
+        device_map=None if args.device == "cpu" else args.device,
+    )
     hf.eval()
     tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(tok_path))
     tokenizer.pad_token_id = pad

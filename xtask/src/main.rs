@@ -17,6 +17,7 @@ mod bench;
 mod fixtures;
 mod fuzz;
 mod gemma;
+mod gpu;
 mod metadata;
 mod ort;
 mod plugins;
@@ -40,6 +41,8 @@ tasks:
   build-plugins [--release]   build the plugins into target/<profile>/plugins
   ort                         fetch ONNX Runtime's shared library into .cache/ort (idempotent)
   gemma                       fetch Gemma-3-270M (GGUF + tokenizer) into .cache/gemma (idempotent)
+  gpu-check                   build the CUDA kit (xlpatch + backend-candle) into target/gpu-check
+                              and print the command that checks it on a GPU machine
   bench [--reps N] [--targets N] [--threads N] [--models fixture,gemma]
                               xlpatch against the Python reference pipeline (slow; sets up .cache/py)
   bench-scaling [--quick] [--reps N] [--threads N]
@@ -75,6 +78,7 @@ fn main() -> Result<()> {
         "bench-scaling" => scaling::scaling(p),
         "fixtures" => fixtures::fixtures(args::flag(p, "check", HELP)?),
         "fuzz" => fuzz::fuzz(p),
+        "gpu-check" => args::none(p, HELP).and_then(|()| gpu::gpu_check()),
         "project-study" => args::none(p, HELP).and_then(|()| project::project()),
         "slurm-up" => args::none(p, HELP).and_then(|()| slurm::up().map(|_| ())),
         "slurm-down" => args::none(p, HELP).and_then(|()| slurm::down()),

@@ -24,12 +24,24 @@ pub(crate) struct PredictArgs {
     /// How many tokens to generate greedily (stops at an end-of-sequence token).
     #[arg(long, default_value_t = 10)]
     max_new_tokens: usize,
-    /// Intra-op threads (0: ONNX Runtime decides).
+    /// Intra-op threads (0: the runtime decides).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// The backend plugin.
+    #[arg(long, default_value = "backend-ort")]
+    backend: String,
+    /// A backend parameter `KEY=VALUE` (e.g. `device=cuda` for backend-candle); repeatable.
+    #[arg(long = "backend-param", value_name = "KEY=VALUE", value_parser = key_value)]
+    backend_params: Vec<(String, String)>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
 }
 
 fn unescape(s: &str) -> String {
@@ -60,7 +72,9 @@ pub(crate) fn predict(args: PredictArgs, plugin_dirs: &[PathBuf]) -> Result<()> 
         eprintln!("warning: {e}");
     }
     let options = BackendOptions {
+        plugin: args.backend.clone(),
         threads: args.threads,
+        params: args.backend_params.iter().cloned().collect(),
         ..BackendOptions::default()
     };
     let mut model = Model::open(&registry, &args.model, &options)

@@ -18,6 +18,10 @@
 //! [plugins]
 //! patch = "patch-replace"
 //! extractor = "extract-mean"
+//! backend = "backend-ort"                # or "backend-candle"
+//!
+//! [plugins.backend_params]               # passed to the plugin as strings
+//! opt_level = "all"                      # numbers and booleans are accepted too
 //! ```
 
 use std::collections::BTreeMap;
@@ -105,32 +109,77 @@ impl Default for TemplateConfig {
     }
 }
 
-/// The plugins a sweep uses, by name, with their parameters.
+/// The plugins a sweep uses, by name, each kind with its `<kind>_params` table, passed to the
+/// plugin as strings (a TOML number or boolean is written as its text). The host adds only
+/// what it alone knows (the backend's `model` directory), so a new plugin needs no change here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginsConfig {
     /// The backend.
     pub backend: String,
+    /// Its parameters (e.g. `backend-ort`'s `opt_level`, `provider`; `backend-candle`'s
+    /// `device`, `dtype`).
+    #[serde(deserialize_with = "param_table")]
+    pub backend_params: BTreeMap<String, String>,
     /// The patch strategy.
     pub patch: String,
     /// Its parameters.
+    #[serde(deserialize_with = "param_table")]
     pub patch_params: BTreeMap<String, String>,
     /// The extractor combining source latents.
     pub extractor: String,
+    /// Its parameters.
+    #[serde(deserialize_with = "param_table")]
+    pub extractor_params: BTreeMap<String, String>,
     /// The metric giving P(concept) from a token set.
     pub metric: String,
+    /// Its parameters.
+    #[serde(deserialize_with = "param_table")]
+    pub metric_params: BTreeMap<String, String>,
 }
 
 impl Default for PluginsConfig {
     fn default() -> Self {
         PluginsConfig {
             backend: "backend-ort".into(),
+            backend_params: BTreeMap::new(),
             patch: "patch-replace".into(),
             patch_params: BTreeMap::new(),
             extractor: "extract-mean".into(),
+            extractor_params: BTreeMap::new(),
             metric: "metric-concept-prob".into(),
+            metric_params: BTreeMap::new(),
         }
     }
+}
+
+/// A plugin parameter as TOML may spell it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ParamValue {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// A `<kind>_params` table: strings, numbers and booleans, kept as the plugin reads them.
+fn param_table<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, ParamValue>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                ParamValue::Text(s) => s,
+                ParamValue::Int(i) => i.to_string(),
+                ParamValue::Float(x) => x.to_string(),
+                ParamValue::Bool(b) => b.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
 }
 
 /// `target_batch` of the default config: one target at a time (see
@@ -434,6 +483,29 @@ mod tests {
         assert_eq!(Scope::from(c.variant), Scope::SingleLayer);
         assert_eq!(c.plugins.patch_params["alpha"], "0.5");
         assert_eq!(c.plugins.extractor, "extract-mean");
+        let c = SweepConfig::from_toml(
+            r#"
+            [plugins]
+            backend = "backend-candle"
+            patch_params = { alpha = 0.25 }
+            [plugins.backend_params]
+            device = "cpu"
+            threads = 2
+            verify = false
+            [plugins.metric_params]
+            scale = 1.5
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.plugins.backend, "backend-candle");
+        let p = &c.plugins.backend_params;
+        assert_eq!((&p["device"][..], &p["threads"][..]), ("cpu", "2"));
+        assert_eq!(p["verify"], "false");
+        assert_eq!(c.plugins.patch_params["alpha"], "0.25");
+        assert_eq!(c.plugins.metric_params["scale"], "1.5");
+        assert!(c.plugins.extractor_params.is_empty());
+        assert_eq!(SweepConfig::from_toml(&c.to_toml()).unwrap(), c);
+        assert!(SweepConfig::from_toml("[plugins.backend_params]\nx = [1]").is_err());
         let err = |t: &str| SweepConfig::from_toml(t).unwrap_err().to_string();
         assert!(
             err("setings = []").contains("unknown field"),

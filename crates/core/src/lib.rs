@@ -9,7 +9,6 @@
 pub mod config;
 pub mod latents;
 pub mod model;
-pub mod ort;
 pub mod pairs;
 pub mod patch;
 pub mod plugins;
@@ -42,12 +41,6 @@ pub enum Error {
         /// What went wrong.
         what: String,
     },
-    /// ONNX Runtime's library was not found.
-    #[error(
-        "ONNX Runtime's library was not found: run `cargo xtask ort` in the xlpatch checkout, or \
-         set ORT_DYLIB_PATH"
-    )]
-    NoOrtLibrary,
     /// Sizes or shapes that do not fit together.
     #[error("{0}")]
     Inconsistent(String),

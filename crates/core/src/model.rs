@@ -3,6 +3,7 @@
 //! over a KV cache while a hook reads or overwrites each block's output, apply the head to
 //! chosen rows, and greedy decoding.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -12,7 +13,9 @@ use xlpatch_model::Manifest;
 
 use crate::Error;
 
-/// How to open a model's backend.
+/// How to open a model's backend. The host passes the plugin only the model directory
+/// (`model`), `threads` when not 0, `verify` when false, then `params` (which win): whatever a
+/// runtime needs (its library, device, dtype) is the plugin's business.
 #[derive(Debug, Clone)]
 pub struct BackendOptions {
     /// The backend plugin's name.
@@ -21,6 +24,8 @@ pub struct BackendOptions {
     pub threads: usize,
     /// Check every file against the manifest's hashes.
     pub verify: bool,
+    /// The plugin's own parameters (`[plugins.backend_params]` of a sweep).
+    pub params: BTreeMap<String, String>,
 }
 
 impl Default for BackendOptions {
@@ -29,7 +34,23 @@ impl Default for BackendOptions {
             plugin: "backend-ort".to_string(),
             threads: 0,
             verify: true,
+            params: BTreeMap::new(),
         }
+    }
+}
+
+impl BackendOptions {
+    /// The parameters the plugin is created with, for the model directory `dir`.
+    pub fn plugin_params(&self, dir: &Path) -> Vec<(String, String)> {
+        let mut params = vec![("model".to_string(), dir.to_string_lossy().into_owned())];
+        if self.threads > 0 {
+            params.push(("threads".to_string(), self.threads.to_string()));
+        }
+        if !self.verify {
+            params.push(("verify".to_string(), "false".to_string()));
+        }
+        params.extend(self.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+        params
     }
 }
 
@@ -68,16 +89,11 @@ impl Model {
     /// Opens the model directory `dir` with the backend plugin named in `options`.
     pub fn open(registry: &Registry, dir: &Path, options: &BackendOptions) -> Result<Model, Error> {
         let manifest = Manifest::read(dir)?;
-        let library = crate::ort::locate().ok_or(Error::NoOrtLibrary)?;
-        let threads = options.threads.to_string();
-        let dir_str = dir.to_string_lossy();
-        let library_str = library.to_string_lossy();
-        let params = [
-            ("model", dir_str.as_ref()),
-            ("ort_library", library_str.as_ref()),
-            ("threads", threads.as_str()),
-            ("verify", if options.verify { "true" } else { "false" }),
-        ];
+        let owned = options.plugin_params(dir);
+        let params: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let backend = registry.get(&options.plugin)?.backend(&params)?;
         let info = backend.info();
         if info.n_layers as usize != manifest.num_layers

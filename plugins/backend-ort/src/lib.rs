@@ -4,8 +4,8 @@
 //!
 //! Parameters:
 //! - `model`: the model directory (required);
-//! - `ort_library`: ONNX Runtime's shared library (default: `$ORT_DYLIB_PATH`); the host
-//!   passes the one `cargo xtask ort` fetched;
+//! - `ort_library`: ONNX Runtime's shared library (default: `$ORT_DYLIB_PATH`, else the one
+//!   `cargo xtask ort` fetched into `.cache/ort/` of the checkout the host was built in);
 //! - `threads`: intra-op threads per session (default 0: ONNX Runtime decides);
 //! - `opt_level`: `disable`, `basic`, `extended` or `all` (default `all`);
 //! - `verify`: check every file against the manifest's sha256 (default `true`);
@@ -13,6 +13,8 @@
 //!
 //! The plugin owns no patching logic: it maps caller-allocated ABI tensors onto ONNX Runtime
 //! inputs, runs one graph, and copies the outputs back after checking their shapes.
+
+mod locate;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -82,13 +84,8 @@ impl Create for OrtBackend {
         let library = params
             .get("ort_library")
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
-            .ok_or_else(|| {
-                PluginError::invalid(
-                    "no ONNX Runtime library: pass `ort_library` or set ORT_DYLIB_PATH \
-                     (`cargo xtask ort` fetches one)",
-                )
-            })?;
+            .or_else(locate::locate)
+            .ok_or_else(|| PluginError::new(StatusCode::IO, locate::NOT_FOUND))?;
         if !library.is_file() {
             return Err(PluginError::new(
                 StatusCode::IO,

@@ -21,15 +21,13 @@ pub(super) struct Plugins {
 /// The plugins `config` names, from `registry`.
 pub(super) fn plugins(config: &SweepConfig, registry: &Registry) -> Result<Plugins, Error> {
     let p = &config.plugins;
-    let params: Vec<(&str, &str)> = p
-        .patch_params
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    fn pairs(m: &std::collections::BTreeMap<String, String>) -> Vec<(&str, &str)> {
+        m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
     Ok(Plugins {
-        strategy: Box::new(registry.get(&p.patch)?.patch_strategy(&params)?),
-        extractor: Box::new(registry.get(&p.extractor)?.extractor(&[])?),
-        metric: Box::new(registry.get(&p.metric)?.metric(&[])?),
+        strategy: Box::new(registry.get(&p.patch)?.patch_strategy(&pairs(&p.patch_params))?),
+        extractor: Box::new(registry.get(&p.extractor)?.extractor(&pairs(&p.extractor_params))?),
+        metric: Box::new(registry.get(&p.metric)?.metric(&pairs(&p.metric_params))?),
     })
 }
 

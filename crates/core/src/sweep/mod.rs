@@ -124,6 +124,7 @@ pub fn run(
         plugin: config.plugins.backend.clone(),
         threads: config.threads,
         verify: true,
+        params: config.plugins.backend_params.clone(),
     };
     let mut done = resumed;
     let mut ran = 0;

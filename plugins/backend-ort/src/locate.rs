@@ -1,19 +1,24 @@
 //! Where ONNX Runtime's shared library is: `$ORT_DYLIB_PATH` if set, else the copy that
 //! `cargo xtask ort` put in `.cache/ort/` of the checkout the running binary was built in
-//! (found by walking up from the executable), so no command needs a variable set.
+//! (found by walking up from the host executable), so no command needs a variable set.
+//! Finding the runtime is this plugin's business: the host knows nothing of ONNX Runtime.
 
 use std::path::{Path, PathBuf};
 
 /// The ONNX Runtime release the backend plugin is built against.
-pub const ORT_VERSION: &str = "1.32.0";
+pub(crate) const ORT_VERSION: &str = "1.32.0";
 
 /// The library's file name inside `.cache/ort/`.
-pub fn library_file_name() -> String {
+pub(crate) fn library_file_name() -> String {
     format!("libonnxruntime.so.{ORT_VERSION}")
 }
 
+/// What to tell a user when the library is not found.
+pub(crate) const NOT_FOUND: &str = "ONNX Runtime's library was not found: run `cargo xtask ort` in \
+    the xlpatch checkout, or set ORT_DYLIB_PATH";
+
 /// Finds the library: `$ORT_DYLIB_PATH`, else `<ancestor of the running exe>/.cache/ort/<file>`.
-pub fn locate() -> Option<PathBuf> {
+pub(crate) fn locate() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok();
     locate_from(std::env::var_os("ORT_DYLIB_PATH"), exe.as_deref())
 }

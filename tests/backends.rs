@@ -1,0 +1,200 @@
+//! The backend swap: the same study through `backend-ort` (ONNX Runtime) and `backend-candle`
+//! (candle), with nothing changed but `[plugins] backend`, must give the same rows: every
+//! probability column within 1e-5 and identical generations (and so identical ranks and
+//! accuracy flags). On the committed fixture series, on exports of every tiny architecture in
+//! both graph spellings (`basic` and `fused`), and on Gemma-3-270M.
+//!
+//! Needs the plugins built (`cargo xtask build-plugins`), ONNX Runtime (`cargo xtask ort`) and,
+//! for the last test, the Gemma GGUF (`cargo xtask gemma`); each fails and says so otherwise.
+
+#[allow(dead_code)]
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use xlpatch_core::config::{Setting, SweepConfig};
+use xlpatch_core::sweep::{Shard, run};
+use xlpatch_export::{ExportOptions, GraphOps};
+
+use crate::support::{builtins, root};
+
+/// Max |Δp| allowed between the backends, per probability column.
+const TOL: f64 = 1e-5;
+
+/// Runs `config` with `backend` into a fresh directory under `out`; returns its rows sorted by
+/// unit, setting and start layer.
+fn rows(config: &SweepConfig, backend: &str, out: &Path) -> Vec<Value> {
+    let mut config = config.clone();
+    config.plugins.backend = backend.to_string();
+    let dir = out.join(backend);
+    run(
+        &config,
+        &builtins(),
+        Path::new("/"),
+        &dir,
+        Shard::default(),
+        &mut |_| {},
+    )
+    .unwrap_or_else(|e| panic!("sweep with {backend}: {e}"));
+    let text = std::fs::read_to_string(dir.join("results.jsonl")).unwrap();
+    let mut rows: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let key = |r: &Value| {
+        (
+            r["unit"].as_str().unwrap().to_string(),
+            r["setting"].as_str().unwrap().to_string(),
+            r["start_layer"].as_u64().unwrap(),
+        )
+    };
+    rows.sort_by_key(key);
+    rows
+}
+
+/// Checks that `a` (ONNX Runtime) and `b` (candle) hold the same rows; returns max |Δp| over
+/// every probability column (`p_*`, including the per-language ones).
+fn compare(what: &str, a: &[Value], b: &[Value]) -> f64 {
+    assert!(!a.is_empty(), "{what}: the sweep wrote no rows");
+    assert_eq!(a.len(), b.len(), "{what}: row counts differ");
+    let mut max = 0f64;
+    let mut n_probs = 0;
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (x.as_object().unwrap(), y.as_object().unwrap());
+        let keys: Vec<&String> = x.keys().collect();
+        assert_eq!(keys, y.keys().collect::<Vec<_>>(), "{what}: columns differ");
+        for k in keys {
+            if k.starts_with("p_") {
+                let (p, q) = (x[k].as_f64().unwrap(), y[k].as_f64().unwrap());
+                let d = (p - q).abs();
+                assert!(
+                    d <= TOL,
+                    "{what}: {k} differs by {d:e} ({p} vs {q}) in unit {} setting {} layer {}",
+                    x["unit"],
+                    x["setting"],
+                    x["start_layer"]
+                );
+                max = max.max(d);
+                n_probs += 1;
+            } else {
+                assert_eq!(
+                    x[k], y[k],
+                    "{what}: column {k} differs in unit {} setting {} layer {}",
+                    x["unit"], x["setting"], x["start_layer"]
+                );
+            }
+        }
+    }
+    assert!(n_probs > 0, "{what}: no probability columns compared");
+    eprintln!(
+        "{what}: {} rows, {n_probs} probabilities, max |dp| = {max:e}",
+        a.len()
+    );
+    max
+}
+
+fn check(what: &str, config: &SweepConfig) -> f64 {
+    let out = tempfile::tempdir().unwrap();
+    let ort = rows(config, "backend-ort", out.path());
+    let candle = rows(config, "backend-candle", out.path());
+    compare(what, &ort, &candle)
+}
+
+fn study(models: Vec<String>, langs: &[&str], pair: [&str; 2], concept_pairs: usize) -> SweepConfig {
+    SweepConfig {
+        models,
+        concepts: root().join("fixtures/concepts").display().to_string(),
+        concept_list: None,
+        languages: langs.iter().map(|s| s.to_string()).collect(),
+        pairs: vec![[pair[0].into(), pair[1].into()]],
+        concept_pairs,
+        max_new_tokens: 10,
+        threads: 1,
+        ..SweepConfig::default()
+    }
+}
+
+#[test]
+fn the_fixture_series_gives_the_same_rows_on_both_backends() {
+    let mut config = SweepConfig::default();
+    config.models = vec![
+        root()
+            .join("fixtures/series/export/step_*")
+            .display()
+            .to_string(),
+    ];
+    config.concepts = root().join("fixtures/concepts").display().to_string();
+    config.concept_list = Some(
+        root()
+            .join("fixtures/series/concepts.txt")
+            .display()
+            .to_string(),
+    );
+    config.concept_pairs = 2;
+    config.threads = 1;
+    check("fixture series", &config);
+}
+
+/// Exports every tiny architecture with `ops` and the fixtures' character tokenizer, as a
+/// series (one architecture per step) under `dir`.
+fn tiny_series(dir: &Path, ops: GraphOps) -> PathBuf {
+    let tok = xlpatch_testkit::char_tokenizer(&xlpatch_testkit::alphabet());
+    let file = dir.join("tokenizer.json");
+    std::fs::write(&file, serde_json::to_string(&tok).unwrap()).unwrap();
+    let series = dir.join("series");
+    for (step, arch) in ["llama", "mistral", "qwen2", "gemma3"].iter().enumerate() {
+        let mut opts = ExportOptions::new(
+            root().join("fixtures/tiny").join(arch),
+            series.join(format!("step_{step}")),
+        );
+        opts.tokenizer = Some(file.clone());
+        opts.step = Some(step as u64);
+        opts.ops = ops;
+        xlpatch_export::export(&opts).unwrap_or_else(|e| panic!("export {arch}: {e}"));
+    }
+    series
+}
+
+#[test]
+fn the_tiny_architectures_give_the_same_rows_on_both_backends_in_both_spellings() {
+    for ops in [GraphOps::Basic, GraphOps::Fused] {
+        let dir = tempfile::tempdir().unwrap();
+        let series = tiny_series(dir.path(), ops);
+        let config = study(
+            vec![series.join("step_*").display().to_string()],
+            &xlpatch_testkit::LANGS,
+            ["fr", "de"],
+            2,
+        );
+        check(&format!("tiny architectures, {ops:?} graphs"), &config);
+    }
+}
+
+#[test]
+fn gemma_270m_gives_the_same_rows_on_both_backends() {
+    let cache = root().join(".cache/gemma");
+    let gguf = cache.join("gemma-3-270m-q4_k_m.gguf");
+    let tokenizer = cache.join("tokenizer.json");
+    for f in [&gguf, &tokenizer] {
+        assert!(
+            f.is_file(),
+            "{} is missing: run `cargo xtask gemma`",
+            f.display()
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("gemma");
+    let mut opts = ExportOptions::new(&gguf, &model);
+    opts.tokenizer = Some(tokenizer);
+    opts.ops = GraphOps::Fused;
+    xlpatch_export::export(&opts).unwrap_or_else(|e| panic!("export Gemma: {e}"));
+    let mut config = study(
+        vec![model.display().to_string()],
+        &["en", "de", "fr", "es", "it"],
+        ["fr", "de"],
+        1,
+    );
+    config.settings = vec![Setting::Tgt, Setting::Unpatched];
+    check("Gemma-3-270M", &config);
+}
