@@ -33,6 +33,7 @@
 #![deny(unsafe_code)]
 
 mod arch;
+mod attention;
 mod config;
 mod error;
 mod gguf;
