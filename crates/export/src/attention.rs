@@ -7,8 +7,8 @@ use crate::arch::alibi_slopes;
 use crate::config::{Positions, QkNorm, Rope};
 use crate::error::Result;
 use crate::graph::{Attr, GraphBuilder};
-use crate::model::Exporter;
 use crate::onnx::data_type::{BOOL, FLOAT};
+use crate::ops::Exporter;
 
 /// The value masked attention logits are replaced with: finite, so that a fully masked
 /// query row (left padding) gives a uniform distribution, not NaN.

@@ -40,6 +40,7 @@ mod gguf;
 mod graph;
 mod model;
 mod onnx;
+mod ops;
 mod read;
 mod safetensors;
 #[cfg(test)]
@@ -165,7 +166,7 @@ fn write_all(
         }
         None => None,
     };
-    let ex = model::Exporter {
+    let ex = ops::Exporter {
         cfg,
         weights,
         dtype: opts.dtype,
