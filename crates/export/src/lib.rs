@@ -33,12 +33,14 @@
 #![deny(unsafe_code)]
 
 mod arch;
+mod attention;
 mod config;
 mod error;
 mod gguf;
 mod graph;
 mod model;
 mod onnx;
+mod ops;
 mod read;
 mod safetensors;
 #[cfg(test)]
@@ -140,6 +142,17 @@ fn write_all(
     cfg: &config::Config,
     weights: &dyn weights::Weights,
 ) -> Result<Manifest> {
+    // A checkpoint of the base model lacks the base model's prefix on every name.
+    let prefix = cfg.names.embed.split_once('.').map_or("", |(p, _)| p);
+    let prefix = format!("{prefix}.");
+    let unprefixed = weights::Unprefixed {
+        inner: weights,
+        prefix: &prefix,
+    };
+    let weights: &dyn weights::Weights = match cfg.names.embed.strip_prefix(prefix.as_str()) {
+        Some(short) if !weights.has(cfg.names.embed) && weights.has(short) => &unprefixed,
+        _ => weights,
+    };
     let out: &Path = &opts.out;
     std::fs::create_dir_all(out).map_err(|e| ExportError::io(out, e))?;
     let mut files = graph::FileHashes::new();
@@ -153,7 +166,7 @@ fn write_all(
         }
         None => None,
     };
-    let ex = model::Exporter {
+    let ex = ops::Exporter {
         cfg,
         weights,
         dtype: opts.dtype,

@@ -225,6 +225,10 @@ impl SafeTensors {
 }
 
 impl Weights for SafeTensors {
+    fn has(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
     fn rows(
         &self,
         name: &str,

@@ -14,6 +14,42 @@ pub(crate) trait Weights {
         expected: &[usize],
         visit: &mut dyn FnMut(usize, &[f32]),
     ) -> Result<()>;
+
+    /// Whether the source holds tensor `name`.
+    fn has(&self, name: &str) -> bool;
+}
+
+/// A checkpoint saved from the base model (`BloomModel` rather than `BloomForCausalLM`, as
+/// BLOOM's own checkpoints are) names its tensors without the base model's prefix (`h.0.…`
+/// for `transformer.h.0.…`); this serves them under the full names.
+pub(crate) struct Unprefixed<'a> {
+    pub inner: &'a dyn Weights,
+    /// The prefix the checkpoint leaves out, with its dot (`transformer.`).
+    pub prefix: &'a str,
+}
+
+impl Unprefixed<'_> {
+    fn name<'n>(&self, name: &'n str) -> &'n str {
+        match name.strip_prefix(self.prefix) {
+            Some(short) if !self.inner.has(name) => short,
+            _ => name,
+        }
+    }
+}
+
+impl Weights for Unprefixed<'_> {
+    fn rows(
+        &self,
+        name: &str,
+        expected: &[usize],
+        visit: &mut dyn FnMut(usize, &[f32]),
+    ) -> Result<()> {
+        self.inner.rows(self.name(name), expected, visit)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.inner.has(self.name(name))
+    }
 }
 
 fn put(out: &mut [u8], index: usize, value: f32, dtype: Dtype) {

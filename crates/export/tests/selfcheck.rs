@@ -448,3 +448,40 @@ fn gpt_neox_unembedding_under_either_name() {
     let pb = rb.forward(1, &ids, &[1; 7], &pos, &mut cb);
     assert_eq!(pa.logits, pb.logits);
 }
+
+/// BLOOM's own checkpoints were saved from `BloomModel`, so their names lack the
+/// `transformer.` prefix (`h.0.…`, `word_embeddings.weight`): they export as the prefixed ones.
+#[test]
+fn bloom_checkpoint_without_the_base_model_prefix() {
+    let fixture = crate::support::fixtures().join("tiny/bloom");
+    let short = TempDir::new("bloom-short");
+    std::fs::copy(
+        fixture.join("config.json"),
+        short.path().join("config.json"),
+    )
+    .unwrap();
+    let weights: crate::support::Tensors =
+        crate::support::read_safetensors(&fixture.join("model.safetensors"))
+            .into_iter()
+            .map(|(name, e)| {
+                let name = name
+                    .strip_prefix("transformer.")
+                    .unwrap_or(&name)
+                    .to_string();
+                (name, (e.shape.clone(), e.f32().to_vec()))
+            })
+            .collect();
+    assert!(weights.contains_key("h.0.self_attention.query_key_value.weight"));
+    crate::support::write_safetensors(&short.path().join("model.safetensors"), &weights);
+    let (a, b) = (TempDir::new("bloom-a"), TempDir::new("bloom-b"));
+    export(&ExportOptions::new(&fixture, a.path())).unwrap();
+    export(&ExportOptions::new(short.path(), b.path())).unwrap();
+    let ids: Vec<i64> = (0..7).map(|i| i * 37 % 256).collect();
+    let pos: Vec<i64> = (0..7).collect();
+    let (mut ra, mut rb) = (Runner::open(a.path()), Runner::open(b.path()));
+    let (mut ca, mut cb) = (ra.empty_cache(), rb.empty_cache());
+    let pa = ra.forward(1, &ids, &[1; 7], &pos, &mut ca);
+    let pb = rb.forward(1, &ids, &[1; 7], &pos, &mut cb);
+    assert_eq!(pa.logits, pb.logits);
+    assert_eq!(pa.residuals, pb.residuals);
+}

@@ -334,6 +334,10 @@ impl Gguf {
 }
 
 impl Weights for Gguf {
+    fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
     fn rows(
         &self,
         name: &str,
