@@ -491,7 +491,28 @@ fn identical_checkpoints_are_reported_and_a_small_budget_is_refused_up_front() {
     );
 
     // A budget for one checkpoint but not two: one at a time; the duplicates in the record.
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (stop, peak, home, work) = (
+            stop.clone(),
+            peak.clone(),
+            home.clone(),
+            out.join(".series"),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(bytes_under(&home) + bytes_under(&work), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
     let (so, se) = run_ok(&mut sweep(&["--disk-budget", "5M"]));
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let peak = peak.load(Ordering::Relaxed);
+    eprintln!("MEASURED one-at-a-time series of 3 under --disk-budget 5M: peak {peak} bytes");
+    assert!(peak <= 5_000_000, "the budget held: peak {peak}");
     assert!(se.contains("one at a time, no overlap"), "{se}");
     assert!(
         so.contains("identical weights (same content hash): step_0, step_16"),
