@@ -238,6 +238,18 @@ fn a_hub_series_is_listed_swept_pipelined_and_cleaned_up_and_equals_a_local_swee
     assert_eq!(series["checkpoints"].as_array().unwrap().len(), 4);
     assert_eq!(series["checkpoints"][1]["revision"], "step_64");
 
+    // The report reads a series' results as any sweep's.
+    let report = tmp.path().join("report");
+    run_ok(xlpatch(&hub, &home).args([
+        "report",
+        out.to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+        "--resamples",
+        "20",
+    ]));
+    assert!(report.join("index.html").is_file());
+
     // Deleted: no blob, no export, no per-checkpoint run left.
     let blobs = home.join("hub/models--xlpatch--fixture-series/blobs");
     assert_eq!(bytes_under(&blobs), 0, "downloads deleted");
