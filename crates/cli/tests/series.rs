@@ -238,6 +238,18 @@ fn a_hub_series_is_listed_swept_pipelined_and_cleaned_up_and_equals_a_local_swee
     assert_eq!(series["checkpoints"].as_array().unwrap().len(), 4);
     assert_eq!(series["checkpoints"][1]["revision"], "step_64");
 
+    // The report reads a series' results as any sweep's.
+    let report = tmp.path().join("report");
+    run_ok(xlpatch(&hub, &home).args([
+        "report",
+        out.to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+        "--resamples",
+        "20",
+    ]));
+    assert!(report.join("index.html").is_file());
+
     // Deleted: no blob, no export, no per-checkpoint run left.
     let blobs = home.join("hub/models--xlpatch--fixture-series/blobs");
     assert_eq!(bytes_under(&blobs), 0, "downloads deleted");
@@ -491,7 +503,28 @@ fn identical_checkpoints_are_reported_and_a_small_budget_is_refused_up_front() {
     );
 
     // A budget for one checkpoint but not two: one at a time; the duplicates in the record.
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (stop, peak, home, work) = (
+            stop.clone(),
+            peak.clone(),
+            home.clone(),
+            out.join(".series"),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(bytes_under(&home) + bytes_under(&work), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
     let (so, se) = run_ok(&mut sweep(&["--disk-budget", "5M"]));
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let peak = peak.load(Ordering::Relaxed);
+    eprintln!("MEASURED one-at-a-time series of 3 under --disk-budget 5M: peak {peak} bytes");
+    assert!(peak <= 5_000_000, "the budget held: peak {peak}");
     assert!(se.contains("one at a time, no overlap"), "{se}");
     assert!(
         so.contains("identical weights (same content hash): step_0, step_16"),

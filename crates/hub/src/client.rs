@@ -595,83 +595,82 @@ impl Hub {
         entry: &TreeEntry,
         log: &mut dyn FnMut(&str),
     ) -> Result<PathBuf, HubError> {
-        {
-            let pointer = self.snapshot_file(ck, &entry.path);
-            let mut tries = 0;
-            loop {
-                if std::fs::symlink_metadata(&pointer).is_ok() {
-                    if std::fs::metadata(&pointer).is_err() {
-                        // A link whose blob was deleted (another revision with the same
-                        // file, cleaned up): hf-hub would not replace it.
-                        self.drop_file(&pointer)?;
-                    } else {
-                        match self.verify(&pointer, entry)? {
-                            Ok(()) => break,
-                            Err(what) => {
-                                log(&format!(
-                                    "{}@{}: {} refused ({what}); deleted",
-                                    ck.repo, ck.revision, entry.path
-                                ));
-                                self.drop_file(&pointer)?;
-                                if tries >= self.opts.tries {
-                                    return Err(HubError::Corrupt {
-                                        repo: ck.repo.clone(),
-                                        revision: ck.revision.clone(),
-                                        file: entry.path.clone(),
-                                        what,
-                                        tries,
-                                    });
-                                }
+        let pointer = self.snapshot_file(ck, &entry.path);
+        let mut tries = 0;
+        loop {
+            if std::fs::symlink_metadata(&pointer).is_ok() {
+                if std::fs::metadata(&pointer).is_err() {
+                    // A link whose blob was deleted (another revision with the same
+                    // file, cleaned up): hf-hub would not replace it.
+                    self.drop_file(&pointer)?;
+                } else {
+                    match self.verify(&pointer, entry)? {
+                        Ok(()) => break,
+                        Err(what) => {
+                            log(&format!(
+                                "{}@{}: {} refused ({what}); deleted",
+                                ck.repo, ck.revision, entry.path
+                            ));
+                            self.drop_file(&pointer)?;
+                            if tries >= self.opts.tries {
+                                return Err(HubError::Corrupt {
+                                    repo: ck.repo.clone(),
+                                    revision: ck.revision.clone(),
+                                    file: entry.path.clone(),
+                                    what,
+                                    tries,
+                                });
                             }
                         }
                     }
                 }
-                if self.opts.offline {
-                    return Err(self
-                        .offline_missing(format!("{}@{}: {}", ck.repo, ck.revision, entry.path)));
-                }
-                tries += 1;
-                log(&format!(
-                    "downloading {}@{}: {} ({} bytes)",
-                    ck.repo, ck.revision, entry.path, entry.size
-                ));
-                let repo = self.api.repo(Repo::with_revision(
-                    ck.repo.clone(),
-                    RepoType::Model,
-                    ck.revision.clone(),
-                ));
-                let got = repo.download(&entry.path).map_err(|e| {
-                    let what = e.to_string();
-                    if what.contains("404") {
-                        HubError::MissingFile {
-                            repo: ck.repo.clone(),
-                            revision: ck.revision.clone(),
-                            file: entry.path.clone(),
-                            found: format!(" (the hub answers 404: {what})"),
-                        }
-                    } else {
-                        HubError::Download {
-                            repo: ck.repo.clone(),
-                            revision: ck.revision.clone(),
-                            file: entry.path.clone(),
-                            what,
-                        }
-                    }
-                })?;
-                if got != pointer {
-                    return Err(HubError::Download {
+            }
+            if self.opts.offline {
+                return Err(
+                    self.offline_missing(format!("{}@{}: {}", ck.repo, ck.revision, entry.path))
+                );
+            }
+            tries += 1;
+            log(&format!(
+                "downloading {}@{}: {} ({} bytes)",
+                ck.repo, ck.revision, entry.path, entry.size
+            ));
+            let repo = self.api.repo(Repo::with_revision(
+                ck.repo.clone(),
+                RepoType::Model,
+                ck.revision.clone(),
+            ));
+            let got = repo.download(&entry.path).map_err(|e| {
+                let what = e.to_string();
+                if what.contains("404") {
+                    HubError::MissingFile {
                         repo: ck.repo.clone(),
                         revision: ck.revision.clone(),
                         file: entry.path.clone(),
-                        what: format!(
-                            "the revision moved to another commit than {} while the series ran; list it again",
-                            ck.commit
-                        ),
-                    });
+                        found: format!(" (the hub answers 404: {what})"),
+                    }
+                } else {
+                    HubError::Download {
+                        repo: ck.repo.clone(),
+                        revision: ck.revision.clone(),
+                        file: entry.path.clone(),
+                        what,
+                    }
                 }
+            })?;
+            if got != pointer {
+                return Err(HubError::Download {
+                    repo: ck.repo.clone(),
+                    revision: ck.revision.clone(),
+                    file: entry.path.clone(),
+                    what: format!(
+                        "the revision moved to another commit than {} while the series ran; list it again",
+                        ck.commit
+                    ),
+                });
             }
-            Ok(pointer)
         }
+        Ok(pointer)
     }
 
     /// A sharded checkpoint's index must name only shards the revision has.
