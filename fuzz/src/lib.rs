@@ -110,6 +110,8 @@ pub struct Stats {
     pub crashes: Vec<Crash>,
     /// The slowest input's time.
     pub slowest: Duration,
+    /// The slowest input.
+    pub slowest_input: Vec<u8>,
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -145,7 +147,10 @@ pub fn fuzz(
         on_input(&input);
         let t = Instant::now();
         let result = run_one(target, env, &input);
-        stats.slowest = stats.slowest.max(t.elapsed());
+        if t.elapsed() > stats.slowest {
+            stats.slowest = t.elapsed();
+            stats.slowest_input = input.clone();
+        }
         stats.execs += 1;
         match result {
             Ok(accepted) => {

@@ -124,6 +124,9 @@ fn run(p: &mut Parser) -> Result<()> {
             stats.slowest.as_secs_f64() * 1e3,
             stats.crashes.len()
         );
+        let slow = out.join("slowest").join(t.name);
+        std::fs::create_dir_all(slow.parent().expect("a parent"))?;
+        std::fs::write(&slow, &stats.slowest_input)?;
         for (i, c) in stats.crashes.iter().enumerate() {
             let dir = out.join("crashes").join(t.name);
             std::fs::create_dir_all(&dir)?;

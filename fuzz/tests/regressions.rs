@@ -69,3 +69,39 @@ fn a_config_claiming_a_huge_width_is_a_shape_error_not_an_abort() {
     assert!(err.contains("4294967295"), "{err}");
     assert!(err.contains("model.safetensors"), "{err}");
 }
+
+/// A results row with `start_layer` 18446744073709551615 panicked with "attempt to add with
+/// overflow" in `crates/report/src/input.rs` (`Results::read`, the layer count); a start
+/// layer is now refused unless it is below its unit's row count, which also keeps a large
+/// one from sizing the report's per-layer tables.
+#[test]
+fn a_start_layer_past_the_units_rows_is_an_error_naming_results_jsonl() {
+    let results = input("report-results-huge-start-layer.jsonl");
+    let env = Env::new(&repo_root());
+    let t = target("report-results").unwrap();
+    assert_eq!(
+        run_one(t, &env, &results),
+        Ok(false),
+        "refused, without a panic"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    for f in ["config.toml", "run.json", "prompts.jsonl"] {
+        std::fs::copy(repo_root().join("fuzz/fixed/run").join(f), run.join(f)).unwrap();
+    }
+    std::fs::write(run.join("results.jsonl"), &results).unwrap();
+    let options = xlpatch_report::Options {
+        concepts: Some(repo_root().join("fixtures/concepts")),
+        ..xlpatch_report::Options::default()
+    };
+    let err = xlpatch_report::build(&run, &dir.path().join("report"), &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("results.jsonl"), "{err}");
+    assert!(
+        err.contains("start_layer 18446744073709551615 is not below its unit_rows 12"),
+        "{err}"
+    );
+}

@@ -1,5 +1,5 @@
 //! Plugin side of the boundary: generic `extern "C"` shims that turn C calls into trait calls,
-//! and [`declare_plugin!`], which a plugin crate invokes to export its entry symbol.
+//! and [`declare_plugin!`](crate::declare_plugin), which a plugin crate invokes to export its entry symbol.
 //!
 //! Every shim runs its body under `catch_unwind`, so a panic in plugin code becomes
 //! [`StatusCode::PANIC`] with the panic message instead of unwinding into the host (which

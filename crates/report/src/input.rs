@@ -141,6 +141,18 @@ impl Results {
                 pairs.push(p);
             }
         }
+        // Start layers come from the file. A unit has a row per setting and start layer, so a
+        // valid one is below its unit's row count (which `read_rows` checked); that also bounds
+        // what the report allocates per layer.
+        if let Some(r) = rows.iter().find(|r| r.start_layer >= r.unit_rows) {
+            return Err(input_err(
+                &jsonl,
+                format!(
+                    "unit {}: start_layer {} is not below its unit_rows {}",
+                    r.unit, r.start_layer, r.unit_rows
+                ),
+            ));
+        }
         let layers = rows.iter().map(|r| r.start_layer).max().unwrap_or(0) + 1;
         Ok(Results {
             dir: dir.to_path_buf(),
