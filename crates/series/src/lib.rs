@@ -55,6 +55,9 @@ pub enum SeriesError {
     /// The engine.
     #[error(transparent)]
     Core(#[from] xlpatch_core::Error),
+    /// A results directory.
+    #[error(transparent)]
+    Results(#[from] xlpatch_results::Error),
     /// The disk budget cannot hold one checkpoint.
     #[error(
         "--disk-budget {budget} bytes cannot hold checkpoint {checkpoint}: it needs about {need} bytes on disk at once (download {download} + export {export}); raise the budget to at least {need} or free space"
