@@ -246,3 +246,25 @@ pub(crate) fn project() -> Result<()> {
     println!("written to {}", file.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpu_time_is_read_from_proc() {
+        let before = super::cpu_seconds(std::process::id()).expect("/proc/<pid>/stat parses");
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < std::time::Duration::from_millis(300) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let after = super::cpu_seconds(std::process::id()).unwrap();
+        assert!(after > before, "{before} → {after}");
+    }
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(super::median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}
