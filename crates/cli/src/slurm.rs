@@ -11,7 +11,7 @@ use xlpatch_slurm::{Runtime, Slurm, SlurmConfig, Study, plan, submit};
 pub(crate) enum SlurmCommand {
     /// Plan a sweep as tasks (one per checkpoint and shard), write the job table and the
     /// sbatch scripts into the study directory, and submit the arrays and the merge job.
-    Submit(SubmitArgs),
+    Submit(Box<SubmitArgs>),
     /// Show which tasks are done, from the results on the shared filesystem.
     Status(StudyArgs),
     /// Submit the incomplete tasks again (they resume), with a new merge job.
@@ -84,7 +84,7 @@ pub(crate) struct ResubmitArgs {
 
 pub(crate) fn run(cmd: SlurmCommand, plugin_dirs: &[PathBuf]) -> Result<()> {
     match cmd {
-        SlurmCommand::Submit(args) => submit_study(args, plugin_dirs),
+        SlurmCommand::Submit(args) => submit_study(*args, plugin_dirs),
         SlurmCommand::Status(args) => status(&args.study),
         SlurmCommand::Resubmit(args) => resubmit(&args.study, args.dry_run),
         SlurmCommand::Merge(args) => {

@@ -179,7 +179,7 @@ pub fn merge(study: &Study) -> Result<usize, Error> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     use serde_json::json;
     use xlpatch_core::config::SweepConfig;
@@ -265,7 +265,7 @@ mod tests {
         study
     }
 
-    fn units(dir: &PathBuf) -> Vec<String> {
+    fn units(dir: &Path) -> Vec<String> {
         let mut u: Vec<String> = xlpatch_core::results::read_rows(dir)
             .unwrap()
             .into_iter()
