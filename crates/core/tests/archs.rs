@@ -171,13 +171,13 @@ fn a_short_sweep_runs_on_every_architecture() {
             assert!(r.rank_src_out >= 1 && r.rank_tgt_out >= 1, "{arch}: {r:?}");
             assert!(!r.generation_ids.is_empty(), "{arch}: {r:?}");
         }
-        for r in rows.iter().filter(|r| r.setting == "tgt_tgt") {
+        for r in rows.iter().filter(|r| r.setting == Setting::TgtTgt) {
             let u = rows
                 .iter()
                 .find(|o| {
                     o.unit == r.unit
                         && o.start_layer == r.start_layer
-                        && o.setting == Setting::Unpatched.name()
+                        && o.setting == Setting::Unpatched
                 })
                 .unwrap();
             assert!(

@@ -43,6 +43,9 @@ pub enum Error {
     /// The engine refused something (a config, a model directory, a results directory).
     #[error(transparent)]
     Core(#[from] xlpatch_core::Error),
+    /// A results directory could not be read or written.
+    #[error(transparent)]
+    Results(#[from] xlpatch_results::Error),
     /// A checkpoint's manifest could not be read.
     #[error(transparent)]
     Model(#[from] xlpatch_model::ModelError),
