@@ -136,6 +136,7 @@ impl Create for CandleBackend {
                 head_dim: u32_of(manifest.head_dim),
                 vocab: u32_of(manifest.vocab_size),
                 has_sublayer_outputs: u32::from(manifest.extra_outputs),
+                ..ModelInfo::default()
             },
             ctx,
             pool,
