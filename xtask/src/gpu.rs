@@ -105,8 +105,8 @@ pub(crate) fn gpu_check() -> Result<()> {
     }
     run(&mut cmd)?;
 
-    let release = target_dir().join("release");
-    let kit = target_dir().join("gpu-check/bin");
+    let release = target_dir()?.join("release");
+    let kit = target_dir()?.join("gpu-check/bin");
     let plugins = kit.join("plugins");
     std::fs::create_dir_all(&plugins)
         .with_context(|| format!("cannot create {}", plugins.display()))?;

@@ -135,8 +135,8 @@ fn sweep_cpu(xlpatch: &Path, config: &Path, out: &Path) -> Result<(Vec<f64>, f64
 pub(crate) fn project() -> Result<()> {
     plugins::build(true)?;
     run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
-    let xlpatch = target_dir().join("release/xlpatch");
-    let work = target_dir().join("project-study");
+    let xlpatch = target_dir()?.join("release/xlpatch");
+    let work = target_dir()?.join("project-study");
     if work.exists() {
         std::fs::remove_dir_all(&work)
             .with_context(|| format!("cannot remove the leftovers in {}", work.display()))?;
@@ -240,7 +240,7 @@ pub(crate) fn project() -> Result<()> {
             .join(" ")
     );
     print!("\n{t}");
-    let file = target_dir().join("bench/project-study.md");
+    let file = target_dir()?.join("bench/project-study.md");
     std::fs::create_dir_all(file.parent().expect("a parent"))?;
     std::fs::write(&file, &t).with_context(|| format!("cannot write {}", file.display()))?;
     println!("written to {}", file.display());
