@@ -105,3 +105,33 @@ fn a_start_layer_past_the_units_rows_is_an_error_naming_results_jsonl() {
         "{err}"
     );
 }
+
+/// A `config.json` claiming 4294967295 decoder blocks made the exporter build per-layer tables
+/// of that length (89 s and 4 GB) before reading any weight; the count is now refused up front,
+/// naming the key and the file.
+#[test]
+fn a_config_claiming_billions_of_layers_is_refused_at_once() {
+    let config = input("export-config-huge-layer-count.json");
+    let env = Env::new(&repo_root());
+    let t = target("export-config").unwrap();
+    assert_eq!(
+        run_one(t, &env, &config),
+        Ok(false),
+        "refused, without a panic"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(model.join("config.json"), &config).unwrap();
+    let err = xlpatch_export::export(&xlpatch_export::ExportOptions::new(
+        &model,
+        dir.path().join("out"),
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("config.json"), "{err}");
+    assert!(err.contains("num_hidden_layers"), "{err}");
+    assert!(err.contains("4294967295"), "{err}");
+    assert!(err.contains("more than any model has"), "{err}");
+}

@@ -121,6 +121,9 @@ pub(crate) fn load(dir: &Path) -> Result<Config> {
     from_json(&path, json)
 }
 
+/// More decoder blocks than any released model has (the deepest have a few hundred).
+const MAX_LAYERS: u64 = 4096;
+
 /// Builds the [`Config`] of a parsed `config.json` (`path` is for messages).
 pub(crate) fn from_json(path: &Path, json: Value) -> Result<Config> {
     let model_type = json.get("model_type").and_then(Value::as_str);
@@ -145,6 +148,21 @@ pub(crate) fn from_json(path: &Path, json: Value) -> Result<Config> {
             supported: ARCHS.iter().map(|a| a.model_type).collect(),
         });
     };
+    // Checked before the builders size per-layer tables from it: a corrupt count
+    // (4294967295, found by the fuzzer) took 89 s and 4 GB before any weight was read.
+    for key in ["num_hidden_layers", "n_layer"] {
+        if let Some(n) = json.get(key).and_then(Value::as_u64)
+            && n > MAX_LAYERS
+        {
+            return Err(ExportError::config(
+                path,
+                format!(
+                    "\"{key}\": {n} blocks is more than any model has (at most {MAX_LAYERS}); \
+                     the file is corrupt or not this checkpoint's config"
+                ),
+            ));
+        }
+    }
     let cfg = (arch.build)(path, arch.class, json)?;
     validate(path, &cfg)?;
     Ok(cfg)
