@@ -101,7 +101,12 @@ fn check(what: &str, config: &SweepConfig) -> f64 {
     compare(what, &ort, &candle)
 }
 
-fn study(models: Vec<String>, langs: &[&str], pair: [&str; 2], concept_pairs: usize) -> SweepConfig {
+fn study(
+    models: Vec<String>,
+    langs: &[&str],
+    pair: [&str; 2],
+    concept_pairs: usize,
+) -> SweepConfig {
     SweepConfig {
         models,
         concepts: root().join("fixtures/concepts").display().to_string(),
