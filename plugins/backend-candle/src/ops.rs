@@ -346,7 +346,7 @@ pub(crate) fn eval(n: &NodeProto, args: &[Option<&Value>], ctx: &Ctx) -> Result<
             }
             if let Some(i) = infer {
                 let known: usize = dims.iter().product();
-                if known == 0 || total % known != 0 {
+                if known == 0 || !total.is_multiple_of(known) {
                     return err(format!("cannot reshape {shape:?} to {:?}", target.data));
                 }
                 dims[i] = total / known;
