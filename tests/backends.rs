@@ -101,7 +101,12 @@ fn check(what: &str, config: &SweepConfig) -> f64 {
     compare(what, &ort, &candle)
 }
 
-fn study(models: Vec<String>, langs: &[&str], pair: [&str; 2], concept_pairs: usize) -> SweepConfig {
+fn study(
+    models: Vec<String>,
+    langs: &[&str],
+    pair: [&str; 2],
+    concept_pairs: usize,
+) -> SweepConfig {
     SweepConfig {
         models,
         concepts: root().join("fixtures/concepts").display().to_string(),
@@ -117,22 +122,15 @@ fn study(models: Vec<String>, langs: &[&str], pair: [&str; 2], concept_pairs: us
 
 #[test]
 fn the_fixture_series_gives_the_same_rows_on_both_backends() {
-    let mut config = SweepConfig::default();
-    config.models = vec![
-        root()
-            .join("fixtures/series/export/step_*")
-            .display()
-            .to_string(),
-    ];
-    config.concepts = root().join("fixtures/concepts").display().to_string();
-    config.concept_list = Some(
-        root()
-            .join("fixtures/series/concepts.txt")
-            .display()
-            .to_string(),
-    );
-    config.concept_pairs = 2;
-    config.threads = 1;
+    let series = |p: &str| root().join("fixtures/series").join(p).display().to_string();
+    let config = SweepConfig {
+        models: vec![series("export/step_*")],
+        concepts: root().join("fixtures/concepts").display().to_string(),
+        concept_list: Some(series("concepts.txt")),
+        concept_pairs: 2,
+        threads: 1,
+        ..SweepConfig::default()
+    };
     check("fixture series", &config);
 }
 

@@ -233,6 +233,7 @@ fn all_builtins_are_found_with_their_kinds() {
         .collect();
     found.sort();
     let expected = [
+        ("backend-candle", "backend"),
         ("backend-ort", "backend"),
         ("extract-first", "extractor"),
         ("extract-mean", "extractor"),

@@ -109,7 +109,7 @@ def make_checkpoint(name: str, work: Path) -> Path:
     cfg = AutoConfig.from_pretrained(d)
     torch.manual_seed(0)
     with torch.device("cuda"):
-        model = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(cfg).float()
     model.save_pretrained(d, safe_serialization=True)
     (d / "config.json").write_text(json.dumps(SHAPES[name], indent=1))
     del model

@@ -53,22 +53,16 @@ fn nvcc_dir() -> Result<Option<PathBuf>> {
         .into_iter()
         .find(|p| Command::new(p).arg("--version").output().is_ok())
         .context("no nvcc on PATH and no python3 to install it from PyPI")?;
-    run(Command::new(python).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--no-deps",
-        "--target",
-    ])
-    .arg(&cache)
-    .args([
-        "nvidia-cuda-nvcc==13.0.*",
-        "nvidia-cuda-runtime==13.0.*",
-        "nvidia-cuda-cccl==13.0.*",
-        "nvidia-cuda-crt==13.0.*",
-        "nvidia-nvvm==13.0.*",
-    ]))?;
+    run(Command::new(python)
+        .args(["-m", "pip", "install", "--quiet", "--no-deps", "--target"])
+        .arg(&cache)
+        .args([
+            "nvidia-cuda-nvcc==13.0.*",
+            "nvidia-cuda-runtime==13.0.*",
+            "nvidia-cuda-cccl==13.0.*",
+            "nvidia-cuda-crt==13.0.*",
+            "nvidia-nvvm==13.0.*",
+        ]))?;
     find().map(Some).with_context(|| {
         format!(
             "installed the CUDA wheels into {} but found no bin/nvcc there",

@@ -115,8 +115,8 @@ impl Graph {
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
-        let bytes = std::fs::read(path)
-            .or_else(|e| err(format!("cannot read {}: {e}", path.display())))?;
+        let bytes =
+            std::fs::read(path).or_else(|e| err(format!("cannot read {}: {e}", path.display())))?;
         let model = ModelProto::decode(bytes.as_slice())
             .or_else(|e| err(format!("{} is not an ONNX model: {e}", path.display())))?;
         drop(bytes);
@@ -229,7 +229,10 @@ impl Graph {
     }
 
     fn node_error(&self, n: &NodeProto, e: EvalError) -> EvalError {
-        EvalError(format!("{}: node {} ({}): {e}", self.file, n.name, n.op_type))
+        EvalError(format!(
+            "{}: node {} ({}): {e}",
+            self.file, n.name, n.op_type
+        ))
     }
 
     /// Runs the graph on `inputs`; returns the graph outputs named in `wanted`, in order.
@@ -330,8 +333,8 @@ fn tensor_bytes(t: &TensorProto, dir: &Path, external: &mut ExternalFiles) -> Re
                 .find(|e| e.key == k)
                 .map(|e| e.value.as_str())
         };
-        let location = get("location")
-            .ok_or_else(|| EvalError("external data without a location".into()))?;
+        let location =
+            get("location").ok_or_else(|| EvalError("external data without a location".into()))?;
         // Only a plain file name beside the graph: never a path out of the model directory.
         if location.contains(['/', '\\']) || location == ".." {
             return err(format!(
@@ -346,7 +349,11 @@ fn tensor_bytes(t: &TensorProto, dir: &Path, external: &mut ExternalFiles) -> Re
                 })
                 .transpose()
         };
-        return external.read(&dir.join(location), num("offset")?.unwrap_or(0), num("length")?);
+        return external.read(
+            &dir.join(location),
+            num("offset")?.unwrap_or(0),
+            num("length")?,
+        );
     }
     if !t.raw_data.is_empty() {
         return Ok(t.raw_data.clone());
@@ -495,7 +502,11 @@ mod tests {
         ];
         let path = write(dir.path(), nodes, 21);
         let g = Graph::load(&path, &ctx()).unwrap();
-        assert_eq!(g.nodes.len(), 2, "Cast and the first Add fold into a constant");
+        assert_eq!(
+            g.nodes.len(),
+            2,
+            "Cast and the first Add fold into a constant"
+        );
         let x = Tensor::from_vec(vec![1f32, 0.0, 0.0, 1.0], (2, 2), &Device::Cpu).unwrap();
         let out = g.run(vec![("x", Value::F(x))], &["y"], &ctx()).unwrap();
         let Value::F(y) = &out[0] else { panic!() };
@@ -506,9 +517,16 @@ mod tests {
     #[test]
     fn an_unknown_operator_is_refused_at_load_naming_it_and_the_graph() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write(dir.path(), vec![node("LayerNormalizationX", &["x"], "y")], 21);
+        let path = write(
+            dir.path(),
+            vec![node("LayerNormalizationX", &["x"], "y")],
+            21,
+        );
         let e = Graph::load(&path, &ctx()).unwrap_err().0;
-        assert!(e.contains("g.onnx") && e.contains("LayerNormalizationX"), "{e}");
+        assert!(
+            e.contains("g.onnx") && e.contains("LayerNormalizationX"),
+            "{e}"
+        );
         let path = write(dir.path(), vec![node("Add", &["x", "b"], "y")], 24);
         let e = Graph::load(&path, &ctx()).unwrap_err().0;
         assert!(e.contains("opset 24"), "{e}");

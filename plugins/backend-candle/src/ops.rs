@@ -346,7 +346,7 @@ pub(crate) fn eval(n: &NodeProto, args: &[Option<&Value>], ctx: &Ctx) -> Result<
             }
             if let Some(i) = infer {
                 let known: usize = dims.iter().product();
-                if known == 0 || total % known != 0 {
+                if known == 0 || !total.is_multiple_of(known) {
                     return err(format!("cannot reshape {shape:?} to {:?}", target.data));
                 }
                 dims[i] = total / known;
@@ -372,11 +372,7 @@ pub(crate) fn eval(n: &NodeProto, args: &[Option<&Value>], ctx: &Ctx) -> Result<
             let t = float(arg(args, 0)?)?;
             let r = t.rank();
             let perm: Vec<usize> = match attr(n, "perm") {
-                Some(a) => a
-                    .ints
-                    .iter()
-                    .map(|&p| axis(p, r))
-                    .collect::<Result<_>>()?,
+                Some(a) => a.ints.iter().map(|&p| axis(p, r)).collect::<Result<_>>()?,
                 None => (0..r).rev().collect(),
             };
             one(Value::F(t.permute(perm)?))
@@ -410,7 +406,9 @@ pub(crate) fn eval(n: &NodeProto, args: &[Option<&Value>], ctx: &Ctx) -> Result<
                         .map_or(n.output.len() as i64, |a| a.i)
                         .max(1) as usize;
                     let each = len.div_ceil(k);
-                    (0..k).map(|i| each.min(len - (each * i).min(len))).collect()
+                    (0..k)
+                        .map(|i| each.min(len - (each * i).min(len)))
+                        .collect()
                 }
             };
             if sizes.iter().sum::<usize>() != len || sizes.len() != n.output.len() {
@@ -534,7 +532,10 @@ fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         let k = dims.pop().expect("rank >= 2");
         let rows: usize = dims.iter().product();
         dims.push(b.dim(1)?);
-        return Ok(a.reshape((rows, k))?.matmul(&b.contiguous()?)?.reshape(dims)?);
+        return Ok(a
+            .reshape((rows, k))?
+            .matmul(&b.contiguous()?)?
+            .reshape(dims)?);
     }
     if a.rank() < 2 || b.rank() < 2 {
         return err(format!(
@@ -552,7 +553,9 @@ fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let expand = |t: &Tensor, rows: usize, cols: usize| -> Result<Tensor> {
         let mut shape = batch.clone();
         shape.extend([rows, cols]);
-        Ok(t.broadcast_as(shape)?.contiguous()?.reshape((flat, rows, cols))?)
+        Ok(t.broadcast_as(shape)?
+            .contiguous()?
+            .reshape((flat, rows, cols))?)
     };
     let y = expand(a, m, k)?.matmul(&expand(b, k, n)?)?;
     let mut shape = batch;
@@ -743,9 +746,7 @@ fn attention(n: &NodeProto, args: &[Option<&Value>], ctx: &Ctx) -> Result<Vec<Va
         let allowed = Tensor::from_vec(allowed, (s, total), &ctx.device)?;
         let shape = scores.dims().to_vec();
         let low = Tensor::full(f32::MIN, shape.clone(), &ctx.device)?.to_dtype(scores.dtype())?;
-        scores = allowed
-            .broadcast_as(shape)?
-            .where_cond(&scores, &low)?;
+        scores = allowed.broadcast_as(shape)?.where_cond(&scores, &low)?;
     }
     let probs = candle_nn::ops::softmax_last_dim(&scores.contiguous()?)?;
     let y = probs
