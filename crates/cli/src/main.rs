@@ -18,8 +18,8 @@ mod export;
 mod plugins;
 mod predict;
 mod report;
-mod slurm;
 mod series;
+mod slurm;
 mod sweep;
 
 /// Cross-lingual concept patching across LLM pretraining checkpoints.

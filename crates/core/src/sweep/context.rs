@@ -25,8 +25,16 @@ pub(super) fn plugins(config: &SweepConfig, registry: &Registry) -> Result<Plugi
         m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
     }
     Ok(Plugins {
-        strategy: Box::new(registry.get(&p.patch)?.patch_strategy(&pairs(&p.patch_params))?),
-        extractor: Box::new(registry.get(&p.extractor)?.extractor(&pairs(&p.extractor_params))?),
+        strategy: Box::new(
+            registry
+                .get(&p.patch)?
+                .patch_strategy(&pairs(&p.patch_params))?,
+        ),
+        extractor: Box::new(
+            registry
+                .get(&p.extractor)?
+                .extractor(&pairs(&p.extractor_params))?,
+        ),
         metric: Box::new(registry.get(&p.metric)?.metric(&pairs(&p.metric_params))?),
     })
 }
