@@ -1,6 +1,6 @@
 //! The sweep configuration: a TOML file (every key optional, unknown keys refused) naming the
 //! checkpoint series, the languages, the target language pairs, the settings, how many
-//! concept pairs, the seed and the plugins (issue 5). Relative paths are taken from the
+//! concept pairs, the seed and the plugins. Relative paths are taken from the
 //! directory of the file.
 //!
 //! ```toml
@@ -46,7 +46,7 @@ impl From<Variant> for Scope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
-    /// Reuse the unpatched run (DESIGN §2).
+    /// Reuse the unpatched run (docs/method.md, "Incremental patching").
     #[default]
     Incremental,
     /// Recompute the whole prompt for every start layer.
@@ -59,7 +59,8 @@ pub enum Method {
 pub enum Demos {
     /// One set per language pair, shared by every prompt of that pair and drawn from the
     /// concepts that no concept pair of the sweep uses: prompts of a pair then share their
-    /// few-shot prefix, which is computed once per checkpoint (DESIGN §2).
+    /// few-shot prefix, which is computed once per checkpoint (docs/method.md, "Shared
+    /// prefixes").
     #[default]
     PerPair,
     /// A fresh draw for every prompt, avoiding only its own concept pair.

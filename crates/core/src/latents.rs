@@ -1,4 +1,4 @@
-//! Source latents (DESIGN §1): the residual stream of a source prompt at one token, for every
+//! Source latents (docs/method.md): the residual stream of a source prompt at one token, for every
 //! block, `[L, d]`; several sources stacked `[n, L, d]` and combined per block by an
 //! extractor plugin (`extract-mean` for mean patching, `extract-first` for the control).
 //!

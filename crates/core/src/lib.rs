@@ -42,11 +42,9 @@ pub enum Error {
         /// What went wrong.
         what: String,
     },
-    /// ONNX Runtime's library was not found.
-    #[error(
-        "ONNX Runtime's library was not found: run `cargo xtask ort` in the xlpatch checkout, or \
-         set ORT_DYLIB_PATH"
-    )]
+    /// ONNX Runtime's library was not found (neither `ORT_DYLIB_PATH` nor `.cache/ort` of the
+    /// checkout the binary was built in; the CLI says how to fetch it).
+    #[error("ONNX Runtime's library was not found: set ORT_DYLIB_PATH to it")]
     NoOrtLibrary,
     /// Sizes or shapes that do not fit together.
     #[error("{0}")]

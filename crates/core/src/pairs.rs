@@ -1,4 +1,5 @@
-//! Concept pairs and the token sets that measure concepts (DESIGN §1).
+//! Concept pairs and the token sets that measure concepts (docs/method.md, "Concept pairs",
+//! "Metrics").
 //!
 //! P(concept in language) is the next-token probability mass on the **first tokens** of every
 //! synonym of the concept in that language, each tokenized both as `word` and as ` word`
@@ -114,8 +115,8 @@ pub enum Collision {
 }
 
 /// The first-token sets of each concept in each study language, and their augmented
-/// variant: every vocabulary token whose text is a prefix of `word` or ` word` (DESIGN §1,
-/// "all vocabulary prefixes of each form"), so that a model that starts the word with a
+/// variant: every vocabulary token whose text is a prefix of `word` or ` word`
+/// (docs/method.md, "Metrics"), so that a model that starts the word with a
 /// shorter piece than the tokenizer's own first token is still counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConceptTokens {

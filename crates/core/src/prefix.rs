@@ -1,8 +1,8 @@
-//! Shared prompt prefixes (DESIGN §2): prompts with the same demonstrations begin with the
-//! same tokens, and with causal attention those positions have the same keys, values and
-//! block outputs in every such prompt. A [`PrefixCache`] runs each distinct prefix once per
-//! checkpoint; [`crate::patch::Baseline::run_from`] and [`crate::latents::residuals_from`]
-//! continue from it and compute only the rest of each prompt.
+//! Shared prompt prefixes (docs/method.md, "Shared prefixes"): prompts with the same demonstrations
+//! begin with the same tokens, and with causal attention those positions have the same keys, values
+//! and block outputs in every such prompt. A [`PrefixCache`] runs each distinct prefix once per
+//! checkpoint; [`crate::patch::Baseline::run_from`] and [`crate::latents::residuals_from`] continue
+//! from it and compute only the rest of each prompt.
 
 use std::collections::HashMap;
 use std::rc::Rc;

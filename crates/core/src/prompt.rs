@@ -1,10 +1,10 @@
-//! Prompts from templates (DESIGN §1): few-shot word translation, copy prompts (a language to
-//! itself), source prompts cut right after the concept word, and the token position of that
-//! word's last token.
+//! Prompts from templates (docs/method.md, "Prompts"): few-shot word translation, copy
+//! prompts (a language to itself), source prompts cut right after the concept word, and the
+//! token position of that word's last token.
 //!
 //! A [`Template`] is data: one line with the placeholders `{in_lang}`, `{in_word}`,
 //! `{out_lang}` and `{out_word}`, and the separator between lines. The default is the format
-//! of Dumas et al. and DESIGN §1:
+//! of Dumas et al. and docs/method.md:
 //!
 //! ```text
 //! Français: "jour" - Deutsch: "Tag"
@@ -85,7 +85,7 @@ enum Until {
 }
 
 impl Template {
-    /// The line of DESIGN §1.
+    /// The line of docs/method.md, "Prompts".
     pub const DEFAULT_LINE: &'static str = "{in_lang}: \"{in_word}\" - {out_lang}: \"{out_word}\"";
 
     /// A template from its line and separator. Every placeholder must occur exactly once,
@@ -369,7 +369,7 @@ pub struct Tokenized {
     pub word_end: WordEnd,
     /// How many leading tokens encode the demonstrations alone, exactly as they are encoded
     /// on their own (0 when unknown): a run of them can be computed once and shared by every
-    /// prompt with the same demonstrations (DESIGN §2).
+    /// prompt with the same demonstrations (docs/method.md, "Shared prefixes").
     pub prefix: usize,
 }
 
