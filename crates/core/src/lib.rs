@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod errors;
 pub mod latents;
 pub mod model;
 pub mod ort;
@@ -19,6 +20,7 @@ pub use xlpatch_results as results;
 pub use xlpatch_rng as rng;
 pub mod sweep;
 
+pub use errors::{ConfigError, TokenizerError};
 pub use xlpatch_abi as abi;
 
 /// Errors of the engine.
@@ -35,12 +37,15 @@ pub enum Error {
     #[error(transparent)]
     Model(#[from] xlpatch_model::ModelError),
     /// A tokenizer could not be loaded or used.
-    #[error("tokenizer {}: {what}", path.display())]
+    #[error(
+        "tokenizer{}: {source}",
+        path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default()
+    )]
     Tokenizer {
-        /// The tokenizer file or model directory.
-        path: std::path::PathBuf,
+        /// The tokenizer file or model directory, when known.
+        path: Option<std::path::PathBuf>,
         /// What went wrong.
-        what: String,
+        source: TokenizerError,
     },
     /// ONNX Runtime's library was not found (neither `ORT_DYLIB_PATH` nor `.cache/ort` of the
     /// checkout the binary was built in; the CLI says how to fetch it).
@@ -53,8 +58,8 @@ pub enum Error {
     #[error("{0}")]
     Prompt(String),
     /// A sweep configuration is invalid.
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// A file of the results directory could not be read or written.
     #[error(transparent)]
     Results(#[from] xlpatch_results::Error),

@@ -10,7 +10,7 @@ use xlpatch_abi::loader::Registry;
 use xlpatch_abi::{Backend, LayerRun, ModelInfo, TensorMut, TensorRef};
 use xlpatch_model::Manifest;
 
-use crate::Error;
+use crate::{Error, TokenizerError};
 
 /// How to open a model's backend.
 #[derive(Debug, Clone)]
@@ -98,8 +98,8 @@ impl Model {
                 let path = dir.join(file);
                 let tok =
                     tokenizers::Tokenizer::from_file(&path).map_err(|e| Error::Tokenizer {
-                        path: path.clone(),
-                        what: e.to_string(),
+                        path: Some(path.clone()),
+                        source: TokenizerError::Load(e),
                     })?;
                 // Special added tokens past the embedding (Gemma 3's `<image_soft_token>`)
                 // are never produced from text; any other id past it means another model.
@@ -117,11 +117,11 @@ impl Model {
                     .unwrap_or(0);
                 if max_text_id as usize >= manifest.vocab_size {
                     return Err(Error::Tokenizer {
-                        path,
-                        what: format!(
-                            "the tokenizer produces ids up to {max_text_id} but the model has only {} embeddings: it belongs to another model",
-                            manifest.vocab_size
-                        ),
+                        path: Some(path),
+                        source: TokenizerError::ForeignVocabulary {
+                            max_id: u64::from(max_text_id),
+                            embeddings: manifest.vocab_size as u64,
+                        },
                     });
                 }
                 Some(tok)
@@ -149,17 +149,20 @@ impl Model {
     /// The tokenizer, or an error naming the directory if the export has none.
     pub fn tokenizer(&self) -> Result<&tokenizers::Tokenizer, Error> {
         self.tokenizer.as_ref().ok_or_else(|| Error::Tokenizer {
-            path: self.dir.clone(),
-            what: "the model directory has no tokenizer (export with --tokenizer)".to_string(),
+            path: Some(self.dir.clone()),
+            source: TokenizerError::Missing,
         })
     }
 
     /// Token ids of `text`, with the tokenizer's special tokens (e.g. BOS).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, Error> {
         let tok = self.tokenizer()?;
-        let enc = tok.encode(text, true).map_err(|e| Error::Tokenizer {
-            path: self.dir.clone(),
-            what: e.to_string(),
+        let enc = tok.encode(text, true).map_err(|source| Error::Tokenizer {
+            path: Some(self.dir.clone()),
+            source: TokenizerError::Encode {
+                text: text.to_string(),
+                source,
+            },
         })?;
         Ok(enc.get_ids().to_vec())
     }
@@ -169,8 +172,8 @@ impl Model {
         self.tokenizer()?
             .decode(ids, true)
             .map_err(|e| Error::Tokenizer {
-                path: self.dir.clone(),
-                what: e.to_string(),
+                path: Some(self.dir.clone()),
+                source: TokenizerError::DecodeText(e),
             })
     }
 

@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use xlpatch_concepts::{ConceptTable, Lang};
 
-use crate::Error;
 use crate::rng::Rng;
+use crate::{Error, TokenizerError};
 
 /// The first token of `text` encoded without special tokens that is more than whitespace;
 /// `None` when there is none.
@@ -31,11 +31,20 @@ use crate::rng::Rng;
 pub fn first_token(tokenizer: &tokenizers::Tokenizer, text: &str) -> Result<Option<u32>, Error> {
     let enc = tokenizer
         .encode(text, false)
-        .map_err(|e| Error::Prompt(format!("cannot tokenize {text:?}: {e}")))?;
+        .map_err(|source| Error::Tokenizer {
+            path: None,
+            source: TokenizerError::Encode {
+                text: text.to_string(),
+                source,
+            },
+        })?;
     for &id in enc.get_ids() {
         let piece = tokenizer
             .decode(&[id], false)
-            .map_err(|e| Error::Prompt(format!("cannot decode token {id}: {e}")))?;
+            .map_err(|source| Error::Tokenizer {
+                path: None,
+                source: TokenizerError::Decode { id, source },
+            })?;
         if !piece.trim().is_empty() {
             return Ok(Some(id));
         }
@@ -50,7 +59,10 @@ pub(crate) fn vocab_pieces(tokenizer: &tokenizers::Tokenizer) -> Result<Vec<Stri
         .map(|id| {
             tokenizer
                 .decode(&[id], false)
-                .map_err(|e| Error::Prompt(format!("cannot decode token {id}: {e}")))
+                .map_err(|source| Error::Tokenizer {
+                    path: None,
+                    source: TokenizerError::Decode { id, source },
+                })
         })
         .collect()
 }

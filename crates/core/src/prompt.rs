@@ -29,8 +29,8 @@ use std::ops::Range;
 
 use xlpatch_concepts::{ConceptTable, Lang};
 
-use crate::Error;
 use crate::rng::Rng;
+use crate::{Error, TokenizerError};
 
 /// The default number of demonstrations before the query.
 pub const DEFAULT_SHOTS: usize = 5;
@@ -382,7 +382,13 @@ pub fn tokenize(
 ) -> Result<Tokenized, Error> {
     let enc = tokenizer
         .encode(text, true)
-        .map_err(|e| Error::Prompt(format!("cannot tokenize {text:?}: {e}")))?;
+        .map_err(|source| Error::Tokenizer {
+            path: None,
+            source: TokenizerError::Encode {
+                text: text.to_string(),
+                source,
+            },
+        })?;
     let word_end = locate_word_end(enc.get_offsets(), enc.get_special_tokens_mask(), span)
         .ok_or_else(|| {
             Error::Prompt(format!(
@@ -406,7 +412,13 @@ impl Prompt {
             let prefix = &self.text[..self.prefix_len];
             let enc = tokenizer
                 .encode(prefix, true)
-                .map_err(|e| Error::Prompt(format!("cannot tokenize {prefix:?}: {e}")))?;
+                .map_err(|source| Error::Tokenizer {
+                    path: None,
+                    source: TokenizerError::Encode {
+                        text: prefix.to_string(),
+                        source,
+                    },
+                })?;
             // Tokens merged across the boundary, or an end-of-sequence token added after the
             // prefix alone, end the shared part; the word itself is never in it.
             let shared = enc
