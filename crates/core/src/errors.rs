@@ -189,3 +189,209 @@ pub enum TokenizerError {
         embeddings: u64,
     },
 }
+
+/// Sizes or shapes that do not fit together: a caller's mistake, or a backend that disagrees
+/// with the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShapeError {
+    /// A prompt without tokens.
+    #[error("an empty prompt cannot be run")]
+    EmptyPrompt,
+    /// A prompt that does not begin with the prefix it is said to continue.
+    #[error("a prompt of {len} tokens does not continue a shared prefix of {prefix} tokens")]
+    NotAContinuation {
+        /// The prompt's length.
+        len: usize,
+        /// The prefix's length.
+        prefix: usize,
+    },
+    /// A position to compute that is inside the prefix or past the prompt.
+    #[error(
+        "position {position} is not after the {prefix}-token prefix of a prompt of {len} tokens"
+    )]
+    NotAfterPrefix {
+        /// The position.
+        position: usize,
+        /// The prefix's length.
+        prefix: usize,
+        /// The prompt's length.
+        len: usize,
+    },
+    /// A position past the prompt.
+    #[error("position {position} is outside a prompt of {len} tokens")]
+    Outside {
+        /// The position.
+        position: usize,
+        /// The prompt's length.
+        len: usize,
+    },
+    /// Source latents of the wrong sizes.
+    #[error("{} source latents of sizes {sizes:?} cannot be combined as [n, {layers}, {d}]", sizes.len())]
+    Latents {
+        /// Each latent's size.
+        sizes: Vec<usize>,
+        /// Blocks.
+        layers: usize,
+        /// Width.
+        d: usize,
+    },
+    /// A patch that does not fit its prompt or model.
+    #[error(
+        "patch at position {position} of a {len}-token prompt with a latent of {latent} values \
+         ([{layers}, {d}] expected)"
+    )]
+    Patch {
+        /// The patched position.
+        position: usize,
+        /// The prompt's length.
+        len: usize,
+        /// The latent's size.
+        latent: usize,
+        /// Blocks.
+        layers: usize,
+        /// Width.
+        d: usize,
+    },
+    /// The backend's sizes differ from the manifest's.
+    #[error(
+        "backend reports {backend_layers} layers of width {backend_d} for {}, the manifest \
+         {layers} of width {d}",
+        dir.display()
+    )]
+    Backend {
+        /// The model directory.
+        dir: PathBuf,
+        /// The backend's block count.
+        backend_layers: u64,
+        /// The backend's width.
+        backend_d: u64,
+        /// The manifest's block count.
+        layers: u64,
+        /// The manifest's width.
+        d: u64,
+    },
+    /// Inputs of a block range that do not fit together.
+    #[error(
+        "run_layers: {caches} caches for {layers} layers, mask of {mask} for [{batch}, {total}], \
+         {positions} positions for [{batch}, {seq}]"
+    )]
+    Blocks {
+        /// Caches given.
+        caches: usize,
+        /// Blocks run.
+        layers: usize,
+        /// Mask length.
+        mask: usize,
+        /// Rows.
+        batch: usize,
+        /// Past plus new columns.
+        total: usize,
+        /// Positions given.
+        positions: usize,
+        /// New columns.
+        seq: usize,
+    },
+    /// A run to generate from that does not fit the model.
+    #[error(
+        "cannot generate from a run of {len} tokens with {caches} block caches and a \
+         vocabulary of {vocab} ({layers} blocks, {model_vocab} tokens expected)"
+    )]
+    Generation {
+        /// The run's length.
+        len: usize,
+        /// Its caches.
+        caches: usize,
+        /// Its vocabulary.
+        vocab: usize,
+        /// The model's blocks.
+        layers: usize,
+        /// The model's vocabulary.
+        model_vocab: usize,
+    },
+}
+
+/// Why a prompt, a template or a set of concept pairs cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PromptError {
+    /// A template line that is not well-formed.
+    #[error("template {line:?}: {problem}")]
+    Template {
+        /// The line.
+        line: String,
+        /// What is wrong with it.
+        problem: TemplateProblem,
+    },
+    /// Too few concepts for the demonstrations.
+    #[error(
+        "{} has only {available} concepts in {in_lang} and {out_lang} besides {excluded:?}, \
+         {wanted} demonstrations asked for",
+        table.display()
+    )]
+    TooFewDemos {
+        /// The concept table.
+        table: PathBuf,
+        /// Concepts available.
+        available: usize,
+        /// The input language.
+        in_lang: String,
+        /// The output language.
+        out_lang: String,
+        /// The concepts excluded.
+        excluded: Vec<String>,
+        /// Demonstrations per prompt.
+        wanted: usize,
+    },
+    /// A query concept among its own demonstrations.
+    #[error("the query concept {0:?} is among its own demonstrations")]
+    QueryInDemos(String),
+    /// No token ends the query word.
+    #[error("no token covers the end of the word {word:?} (bytes {start}..{end}) in {text:?}")]
+    WordEnd {
+        /// The word.
+        word: String,
+        /// Its first byte.
+        start: usize,
+        /// One past its last byte.
+        end: usize,
+        /// The prompt text.
+        text: String,
+    },
+    /// Fewer usable concept pairs than asked for.
+    #[error(
+        "only {found} concept pairs without a shared first token exist among {concepts} \
+         concepts, {wanted} asked for"
+    )]
+    TooFewPairs {
+        /// Pairs found.
+        found: usize,
+        /// Concepts considered.
+        concepts: usize,
+        /// Pairs asked for.
+        wanted: usize,
+    },
+}
+
+/// What is wrong with a template line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TemplateProblem {
+    /// A `{` without its `}`.
+    #[error("unclosed `{{`")]
+    Unclosed,
+    /// A placeholder other than the four.
+    #[error("unknown placeholder {{{0}}} (known: in_lang, in_word, out_lang, out_word)")]
+    UnknownPlaceholder(String),
+    /// A placeholder missing or repeated.
+    #[error("{{{name}}} must occur exactly once, found {count} times")]
+    NotOnce {
+        /// The placeholder.
+        name: &'static str,
+        /// How often it occurs.
+        count: usize,
+    },
+    /// The answer before the query word.
+    #[error("{{in_word}} must come before {{out_word}}")]
+    Order,
+}

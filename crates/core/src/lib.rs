@@ -20,7 +20,7 @@ pub use xlpatch_results as results;
 pub use xlpatch_rng as rng;
 pub mod sweep;
 
-pub use errors::{ConfigError, TokenizerError};
+pub use errors::{ConfigError, PromptError, ShapeError, TemplateProblem, TokenizerError};
 pub use xlpatch_abi as abi;
 
 /// Errors of the engine.
@@ -52,11 +52,11 @@ pub enum Error {
     #[error("ONNX Runtime's library was not found: set ORT_DYLIB_PATH to it")]
     NoOrtLibrary,
     /// Sizes or shapes that do not fit together.
-    #[error("{0}")]
-    Inconsistent(String),
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
     /// A prompt, a concept pair or a token set could not be built.
-    #[error("{0}")]
-    Prompt(String),
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
     /// A sweep configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),

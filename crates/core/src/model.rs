@@ -10,7 +10,7 @@ use xlpatch_abi::loader::Registry;
 use xlpatch_abi::{Backend, LayerRun, ModelInfo, TensorMut, TensorRef};
 use xlpatch_model::Manifest;
 
-use crate::{Error, TokenizerError};
+use crate::{Error, ShapeError, TokenizerError};
 
 /// How to open a model's backend.
 #[derive(Debug, Clone)]
@@ -83,14 +83,14 @@ impl Model {
         if info.n_layers as usize != manifest.num_layers
             || info.d_model as usize != manifest.hidden_size
         {
-            return Err(Error::Inconsistent(format!(
-                "backend reports {} layers of width {} for {}, the manifest {} of width {}",
-                info.n_layers,
-                info.d_model,
-                dir.display(),
-                manifest.num_layers,
-                manifest.hidden_size
-            )));
+            return Err(ShapeError::Backend {
+                dir: dir.to_path_buf(),
+                backend_layers: u64::from(info.n_layers),
+                backend_d: u64::from(info.d_model),
+                layers: manifest.num_layers as u64,
+                d: manifest.hidden_size as u64,
+            }
+            .into());
         }
         let tokenizer = match &manifest.tokenizer {
             None => None,
@@ -214,13 +214,16 @@ impl Model {
             || mask.len() != batch * total
             || positions.len() != batch * seq
         {
-            return Err(Error::Inconsistent(format!(
-                "run_layers: {} caches for {} layers, mask of {} for [{batch}, {total}], {} positions for [{batch}, {seq}]",
-                past.len(),
-                layers.len(),
-                mask.len(),
-                positions.len()
-            )));
+            return Err(ShapeError::Blocks {
+                caches: past.len(),
+                layers: layers.len(),
+                mask: mask.len(),
+                batch,
+                total,
+                positions: positions.len(),
+                seq,
+            }
+            .into());
         }
         if seq == 0 {
             // Nothing to compute (a fused `Attention` refuses an empty query): the caches

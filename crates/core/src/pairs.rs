@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use xlpatch_concepts::{ConceptTable, Lang};
 
 use crate::rng::Rng;
-use crate::{Error, TokenizerError};
+use crate::{Error, PromptError, TokenizerError};
 
 /// The first token of `text` encoded without special tokens that is more than whitespace;
 /// `None` when there is none.
@@ -270,10 +270,11 @@ pub fn draw_pairs(
         let Some(t) = pick(&mut rng, &targets, &|i| {
             (as_target[i], as_target[i] + as_source[i])
         }) else {
-            return Err(Error::Prompt(format!(
-                "only {} concept pairs without a shared first token exist among {k} concepts, {n} asked for",
-                pairs.len()
-            )));
+            return Err(Error::Prompt(PromptError::TooFewPairs {
+                found: pairs.len(),
+                concepts: k,
+                wanted: n,
+            }));
         };
         let sources: Vec<usize> = (0..k).filter(|&s| ok[t][s] && !used[t][s]).collect();
         let s = pick(&mut rng, &sources, &|i| {

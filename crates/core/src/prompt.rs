@@ -30,7 +30,7 @@ use std::ops::Range;
 use xlpatch_concepts::{ConceptTable, Lang};
 
 use crate::rng::Rng;
-use crate::{Error, TokenizerError};
+use crate::{Error, PromptError, TemplateProblem, TokenizerError};
 
 /// The default number of demonstrations before the query.
 pub const DEFAULT_SHOTS: usize = 5;
@@ -91,24 +91,25 @@ impl Template {
     /// A template from its line and separator. Every placeholder must occur exactly once,
     /// `{in_word}` before `{out_word}`, and no other `{name}` may occur.
     pub fn new(line: &str, sep: &str) -> Result<Template, Error> {
-        let bad = |what: String| Error::Prompt(format!("template {line:?}: {what}"));
+        let bad = |problem: TemplateProblem| {
+            Error::Prompt(PromptError::Template {
+                line: line.to_string(),
+                problem,
+            })
+        };
         let mut pieces = Vec::new();
         let mut rest = line;
         while let Some(open) = rest.find('{') {
             let close = rest[open..]
                 .find('}')
                 .map(|c| open + c)
-                .ok_or_else(|| bad("unclosed `{`".into()))?;
+                .ok_or_else(|| bad(TemplateProblem::Unclosed))?;
             let name = &rest[open + 1..close];
             let slot = Slot::ALL
                 .iter()
                 .find(|(_, n)| *n == name)
                 .map(|(s, _)| *s)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "unknown placeholder {{{name}}} (known: in_lang, in_word, out_lang, out_word)"
-                    ))
-                })?;
+                .ok_or_else(|| bad(TemplateProblem::UnknownPlaceholder(name.to_string())))?;
             if open > 0 {
                 pieces.push(Piece::Text(rest[..open].to_string()));
             }
@@ -124,11 +125,10 @@ impl Template {
                 .collect();
             match at.as_slice() {
                 [i] => Ok(*i),
-                _ => Err(bad(format!(
-                    "{{{}}} must occur exactly once, found {} times",
-                    Slot::ALL.iter().find(|(s, _)| *s == slot).expect("known").1,
-                    at.len()
-                ))),
+                _ => Err(bad(TemplateProblem::NotOnce {
+                    name: Slot::ALL.iter().find(|(s, _)| *s == slot).expect("known").1,
+                    count: at.len(),
+                })),
             }
         };
         let (_, in_word, _, out_word) = (
@@ -138,7 +138,7 @@ impl Template {
             index(Slot::OutWord)?,
         );
         if in_word > out_word {
-            return Err(bad("{in_word} must come before {out_word}".into()));
+            return Err(bad(TemplateProblem::Order));
         }
         Ok(Template {
             line: line.to_string(),
@@ -257,12 +257,14 @@ impl<'a> PromptBuilder<'a> {
             .map(|c| c.id.as_str())
             .collect();
         if pool.len() < self.n_shots {
-            return Err(Error::Prompt(format!(
-                "{} has only {} concepts in {in_lang} and {out_lang} besides {exclude:?}, {} demonstrations asked for",
-                self.table.source().display(),
-                pool.len(),
-                self.n_shots
-            )));
+            return Err(Error::Prompt(PromptError::TooFewDemos {
+                table: self.table.source().to_path_buf(),
+                available: pool.len(),
+                in_lang: in_lang.to_string(),
+                out_lang: out_lang.to_string(),
+                excluded: exclude.iter().map(|e| e.to_string()).collect(),
+                wanted: self.n_shots,
+            }));
         }
         Ok(rng
             .sample(pool.len(), self.n_shots)
@@ -286,8 +288,8 @@ impl<'a> PromptBuilder<'a> {
         demos: &[String],
     ) -> Result<Prompt, Error> {
         if demos.iter().any(|d| d == concept) {
-            return Err(Error::Prompt(format!(
-                "the query concept {concept:?} is among its own demonstrations"
+            return Err(Error::Prompt(PromptError::QueryInDemos(
+                concept.to_string(),
             )));
         }
         let mut text = String::new();
@@ -391,10 +393,12 @@ pub fn tokenize(
         })?;
     let word_end = locate_word_end(enc.get_offsets(), enc.get_special_tokens_mask(), span)
         .ok_or_else(|| {
-            Error::Prompt(format!(
-                "no token covers the end of the word {:?} (bytes {span:?}) in {text:?}",
-                text.get(span.clone()).unwrap_or("?")
-            ))
+            Error::Prompt(PromptError::WordEnd {
+                word: text.get(span.clone()).unwrap_or("?").to_string(),
+                start: span.start,
+                end: span.end,
+                text: text.to_string(),
+            })
         })?;
     Ok(Tokenized {
         ids: enc.get_ids().to_vec(),

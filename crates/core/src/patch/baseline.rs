@@ -3,9 +3,9 @@
 
 use super::generate::greedy_batch;
 use super::spec::{Generation, Patched, shape};
-use crate::Error;
 use crate::model::{LayerKv, Model, softmax};
 use crate::prefix::{Continuation, Continued, PrefixRun};
+use crate::{Error, ShapeError};
 
 /// One unpatched run of a prompt: every block's output and KV cache, and the logits at the
 /// last position. Shared by every patch of the prompt.
@@ -61,7 +61,7 @@ impl Baseline {
         let mut out = Vec::with_capacity(prompts.len());
         for chunk in prompts.chunks(crate::latents::BATCH) {
             if chunk.iter().any(|(_, ids)| ids.is_empty()) {
-                return Err(Error::Inconsistent("an empty prompt cannot be run".into()));
+                return Err(ShapeError::EmptyPrompt.into());
             }
             let rows: Vec<Continued<'_>> = chunk
                 .iter()
@@ -127,10 +127,11 @@ impl Baseline {
     /// The output of every block at `position`, `[L, d]`: the latent this prompt yields.
     pub fn residuals_at(&self, position: usize) -> Result<Vec<f32>, Error> {
         if position >= self.ids.len() {
-            return Err(Error::Inconsistent(format!(
-                "position {position} is outside a prompt of {} tokens",
-                self.ids.len()
-            )));
+            return Err(ShapeError::Outside {
+                position,
+                len: self.ids.len(),
+            }
+            .into());
         }
         let d = self.d;
         Ok(self

@@ -2,9 +2,9 @@
 //! together, and the tokens that end an answer.
 
 use super::spec::{Generation, Patched, shape};
-use crate::Error;
 use crate::model::{LayerKv, Model, argmax};
 use crate::pairs::vocab_pieces;
+use crate::{Error, ShapeError};
 
 /// The tokens that end an answer: every token whose text contains `"` (the closing quote,
 /// alone or merged with what follows) and the model's end-of-sequence tokens. Indexed by id.
@@ -45,13 +45,14 @@ pub fn generate_many(
         .iter()
         .find(|r| r.vocab != vocab || r.caches.len() != n_layers)
     {
-        return Err(Error::Inconsistent(format!(
-            "cannot generate from a run of {} tokens with {} block caches and a vocabulary of {} \
-             ({n_layers} blocks, {vocab} tokens expected)",
-            r.len,
-            r.caches.len(),
-            r.vocab
-        )));
+        return Err(ShapeError::Generation {
+            len: r.len,
+            caches: r.caches.len(),
+            vocab: r.vocab,
+            layers: n_layers,
+            model_vocab: vocab,
+        }
+        .into());
     }
     // (run, row) of every row, generated in chunks.
     let all: Vec<(usize, usize)> = runs

@@ -3,8 +3,8 @@
 
 use xlpatch_abi::{PatchSite, PatchStrategy, TensorMut, TensorRef};
 
-use crate::Error;
 use crate::model::{LayerKv, Model};
+use crate::{Error, ShapeError};
 
 /// Which blocks a start layer patches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,11 +117,14 @@ pub(super) fn apply(
 pub(super) fn check(model: &Model, t: usize, patch: &Patch<'_>) -> Result<(), Error> {
     let (n_layers, d, _, _) = shape(model);
     if patch.position >= t || patch.latent.len() != n_layers * d {
-        return Err(Error::Inconsistent(format!(
-            "patch at position {} of a {t}-token prompt with a latent of {} values ([{n_layers}, {d}] expected)",
-            patch.position,
-            patch.latent.len()
-        )));
+        return Err(ShapeError::Patch {
+            position: patch.position,
+            len: t,
+            latent: patch.latent.len(),
+            layers: n_layers,
+            d,
+        }
+        .into());
     }
     Ok(())
 }
