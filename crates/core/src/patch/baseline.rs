@@ -2,7 +2,7 @@
 //! every patch of the prompt starts.
 
 use super::generate::greedy_batch;
-use super::spec::{Generation, Patched, shape};
+use super::spec::{Dims, Generation, Patched, dims};
 use crate::model::{LayerKv, Model, softmax};
 use crate::prefix::{Continuation, Continued, PrefixRun};
 use crate::{Error, ShapeError};
@@ -23,7 +23,11 @@ pub struct Baseline {
 impl Baseline {
     /// Runs `ids` (one unpadded prompt) through the whole model, keeping everything.
     pub fn run(model: &mut Model, ids: &[u32]) -> Result<Baseline, Error> {
-        let (n_layers, d, _, _) = shape(model);
+        let Dims {
+            layers: n_layers,
+            d,
+            ..
+        } = dims(model);
         // A prompt run whole is its own prefix run, plus the logits after it.
         let PrefixRun {
             ids,
@@ -56,7 +60,13 @@ impl Baseline {
         model: &mut Model,
         prompts: &[(Option<&PrefixRun>, &[u32])],
     ) -> Result<Vec<Baseline>, Error> {
-        let (n_layers, d, kv, hd) = shape(model);
+        let Dims {
+            layers: n_layers,
+            d,
+            kv_heads: kv,
+            head_dim: hd,
+            ..
+        } = dims(model);
         let vocab = model.info().vocab as usize;
         let mut out = Vec::with_capacity(prompts.len());
         for chunk in prompts.chunks(crate::latents::BATCH) {

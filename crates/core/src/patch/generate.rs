@@ -1,7 +1,7 @@
 //! Greedy generation from patched caches: runs of any prompts and lengths left-padded
 //! together, and the tokens that end an answer.
 
-use super::spec::{Generation, Patched, shape};
+use super::spec::{Dims, Generation, Patched, dims};
 use crate::model::{LayerKv, Model, argmax};
 use crate::pairs::vocab_pieces;
 use crate::{Error, ShapeError};
@@ -39,7 +39,12 @@ pub fn generate_many(
     if generation.max_new == 0 || runs.is_empty() {
         return Ok(out);
     }
-    let (n_layers, _, heads, hd) = shape(model);
+    let Dims {
+        layers: n_layers,
+        kv_heads: heads,
+        head_dim: hd,
+        ..
+    } = dims(model);
     let vocab = model.info().vocab as usize;
     if let Some(r) = runs
         .iter()
@@ -112,7 +117,12 @@ pub(super) fn greedy_batch(
     mut logits: Vec<f32>,
     generation: &Generation<'_>,
 ) -> Result<Vec<Vec<u32>>, Error> {
-    let (n_layers, _, heads, hd) = shape(model);
+    let Dims {
+        layers: n_layers,
+        kv_heads: heads,
+        head_dim: hd,
+        ..
+    } = dims(model);
     let vocab = model.info().vocab as usize;
     let batch = logits.len() / vocab;
     let mut gens = vec![Vec::new(); batch];
