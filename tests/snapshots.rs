@@ -1,4 +1,4 @@
-//! Snapshot tests of translations (issue 6): for a fixed prompt set, the greedy translations
+//! Snapshot tests of translations: for a fixed prompt set, the greedy translations
 //! of every checkpoint of the fixture series, unpatched and patched, one snapshot per
 //! checkpoint in `tests/snapshots/<checkpoint>.snap`. A change in the exporter, the backend
 //! or the engine that changes a translation fails here until the new snapshot is reviewed

@@ -3,7 +3,7 @@
 Written for xlpatch, to benchmark it against (`cargo xtask bench`, BENCHMARKS.md). It reads the
 prompts that `xlpatch sweep` wrote (`prompts.jsonl`: the exact token ids, the word positions and
 the token sets of every metric), so both sides work on identical inputs, and computes what a
-sweep computes for each target prompt and setting (DESIGN §1), the way Dumas et al.'s nnsight
+sweep computes for each target prompt and setting (docs/method.md), the way Dumas et al.'s nnsight
 code does it:
 
 * source latents: one nnsight trace over the setting's source prompts (one invoke each,

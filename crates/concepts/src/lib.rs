@@ -1,5 +1,6 @@
 //! Multilingual concept tables for xlpatch: the nouns a sweep patches, their synonyms per
-//! language, and the polysemy and homograph marks its error analysis rests on (DESIGN §1, §4).
+//! language, and the polysemy and homograph marks its error analysis rests on (docs/method.md,
+//! "Concept pairs").
 //!
 //! A [`ConceptTable`] is one row per concept ([`Concept`]: a stable id and, per [`Lang`], a
 //! synonym list whose first form is the preferred one), plus [`Polysemy`] marks (a form that

@@ -104,8 +104,8 @@ pub(crate) struct Origins {
     pub homographs: Vec<Location>,
 }
 
-/// A multilingual concept table (DESIGN §1, §4): one row per concept, a synonym list per
-/// language, and the polysemy and homograph marks the error analysis rests on.
+/// A multilingual concept table (docs/method.md, "Concept pairs"): one row per concept, a synonym
+/// list per language, and the polysemy and homograph marks the error analysis rests on.
 ///
 /// A table is validated when it is built: concept ids are unique, every form is non-empty and
 /// in a language of the table, and every polysemy and homograph row resolves to forms and

@@ -31,12 +31,12 @@ fn size_and_languages() {
     ] {
         assert!(
             t.languages().contains(&lang(code)),
-            "issue 4 requires {code}"
+            "the table lacks study language {code}"
         );
     }
     assert!(
         t.homographs().len() >= 15,
-        "issue 4 asks for at least 15 homographs"
+        "the error analysis needs at least 15 homographs"
     );
 }
 

@@ -1,4 +1,4 @@
-//! Incremental against naive recomputation, per target (issue 5): one target prompt, every
+//! Incremental against naive recomputation, per target: one target prompt, every
 //! start layer, next-token probabilities and greedy generations (up to 10 tokens, stopped at
 //! the closing quote), computed by `patch::naive` (the whole prompt through every block for
 //! each start layer, as the reference pipeline does) and by the incremental path (one

@@ -1,6 +1,6 @@
 //! The sweep configuration: a TOML file (every key optional, unknown keys refused) naming the
 //! checkpoint series, the languages, the target language pairs, the settings, how many
-//! concept pairs, the seed and the plugins (issue 5). Relative paths are taken from the
+//! concept pairs, the seed and the plugins. Relative paths are taken from the
 //! directory of the file.
 //!
 //! ```toml
@@ -30,10 +30,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use xlpatch_concepts::Lang;
 
-use crate::Error;
 use crate::pairs::Collision;
 use crate::patch::Scope;
 use crate::prompt::{DEFAULT_SHOTS, Template};
+use crate::{ConfigError, Error};
 
 pub use xlpatch_results::{Setting, Variant};
 
@@ -50,7 +50,7 @@ impl From<Variant> for Scope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
-    /// Reuse the unpatched run (DESIGN §2).
+    /// Reuse the unpatched run (docs/method.md, "Incremental patching").
     #[default]
     Incremental,
     /// Recompute the whole prompt for every start layer.
@@ -63,7 +63,8 @@ pub enum Method {
 pub enum Demos {
     /// One set per language pair, shared by every prompt of that pair and drawn from the
     /// concepts that no concept pair of the sweep uses: prompts of a pair then share their
-    /// few-shot prefix, which is computed once per checkpoint (DESIGN §2).
+    /// few-shot prefix, which is computed once per checkpoint (docs/method.md, "Shared
+    /// prefixes").
     #[default]
     PerPair,
     /// A fresh draw for every prompt, avoiding only its own concept pair.
@@ -278,12 +279,16 @@ impl Default for SweepConfig {
     }
 }
 
-fn langs(codes: &[String], what: &str) -> Result<Vec<Lang>, Error> {
+fn langs(codes: &[String], what: &'static str) -> Result<Vec<Lang>, Error> {
     codes
         .iter()
         .map(|c| {
-            Lang::from_code(c)
-                .ok_or_else(|| Error::Config(format!("{what}: unknown language {c:?}")))
+            Lang::from_code(c).ok_or_else(|| {
+                Error::Config(ConfigError::UnknownLanguage {
+                    key: what,
+                    code: c.clone(),
+                })
+            })
         })
         .collect()
 }
@@ -291,16 +296,33 @@ fn langs(codes: &[String], what: &str) -> Result<Vec<Lang>, Error> {
 impl SweepConfig {
     /// Parses a config from TOML text.
     pub fn from_toml(text: &str) -> Result<SweepConfig, Error> {
-        let config: SweepConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        let config: SweepConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: None,
+            source: Box::new(e),
+        })?;
         config.validate()?;
         Ok(config)
     }
 
     /// Reads a config file.
     pub fn read(path: &Path) -> Result<SweepConfig, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        SweepConfig::from_toml(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        SweepConfig::from_toml(&text).map_err(|e| match e {
+            Error::Config(ConfigError::Syntax { path: None, source }) => {
+                Error::Config(ConfigError::Syntax {
+                    path: Some(path.to_path_buf()),
+                    source,
+                })
+            }
+            Error::Config(e) => Error::Config(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                source: Box::new(e),
+            }),
+            e => e,
+        })
     }
 
     /// The config as TOML, as stored beside the results.
@@ -316,19 +338,18 @@ impl SweepConfig {
             for code in [a, b] {
                 let lang = langs(std::slice::from_ref(code), "pairs")?[0];
                 if !study.contains(&lang) {
-                    return Err(Error::Config(format!(
-                        "pair {a}-{b}: {code} is not a study language"
-                    )));
+                    return Err(Error::Config(ConfigError::PairOutsideStudy {
+                        pair: format!("{a}-{b}"),
+                        code: code.clone(),
+                    }));
                 }
             }
         }
         if self.target_batch == 0 {
-            return Err(Error::Config("target_batch must be at least 1".into()));
+            return Err(Error::Config(ConfigError::TargetBatch));
         }
         if self.pairs.is_empty() || self.settings.is_empty() || self.concept_pairs == 0 {
-            return Err(Error::Config(
-                "a sweep needs at least one pair, one setting and one concept pair".into(),
-            ));
+            return Err(Error::Config(ConfigError::NothingToRun));
         }
         self.template()?;
         Ok(())
@@ -365,9 +386,11 @@ impl SweepConfig {
             return Ok(None);
         };
         let path = base.join(list);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Error::Config(format!("concept_list: cannot read {}: {e}", path.display()))
-        })?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| ConfigError::ConceptListRead {
+                path: path.clone(),
+                source,
+            })?;
         let ids: Vec<String> = text
             .lines()
             .map(|l| l.split('#').next().unwrap_or("").trim())
@@ -375,10 +398,7 @@ impl SweepConfig {
             .map(str::to_string)
             .collect();
         if ids.is_empty() {
-            return Err(Error::Config(format!(
-                "concept_list: {} lists no concept",
-                path.display()
-            )));
+            return Err(Error::Config(ConfigError::ConceptListEmpty { path }));
         }
         Ok(Some(ids))
     }
@@ -401,12 +421,12 @@ impl SweepConfig {
                 .unwrap_or_default();
             if let Some((pre, post)) = name.split_once('*') {
                 let parent = path.parent().unwrap_or(base);
-                let listing = std::fs::read_dir(parent).map_err(|e| {
-                    Error::Config(format!(
-                        "models {entry:?}: cannot list {}: {e}",
-                        parent.display()
-                    ))
-                })?;
+                let listing =
+                    std::fs::read_dir(parent).map_err(|source| ConfigError::ListModels {
+                        entry: entry.clone(),
+                        dir: parent.to_path_buf(),
+                        source,
+                    })?;
                 let mut found: Vec<PathBuf> = listing
                     .filter_map(|e| e.ok())
                     .map(|e| e.path())
@@ -420,10 +440,10 @@ impl SweepConfig {
                     })
                     .collect();
                 if found.is_empty() {
-                    return Err(Error::Config(format!(
-                        "models {entry:?}: no model directory matches in {}",
-                        parent.display()
-                    )));
+                    return Err(Error::Config(ConfigError::NoMatch {
+                        entry: entry.clone(),
+                        dir: parent.to_path_buf(),
+                    }));
                 }
                 found.sort();
                 dirs.extend(found);

@@ -1,4 +1,4 @@
-//! Source latents (DESIGN §1): the residual stream of a source prompt at one token, for every
+//! Source latents (docs/method.md): the residual stream of a source prompt at one token, for every
 //! block, `[L, d]`; several sources stacked `[n, L, d]` and combined per block by an
 //! extractor plugin (`extract-mean` for mean patching, `extract-first` for the control).
 //!
@@ -7,10 +7,10 @@
 
 use xlpatch_abi::{Extractor, TensorMut, TensorRef};
 
-use crate::Error;
 use crate::model::Model;
 use crate::prefix::{Continuation, PrefixRun};
 use crate::prompt::{Prompt, PromptKind, Tokenized};
+use crate::{Error, ShapeError};
 
 /// Which token of a source prompt is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,10 +44,11 @@ impl Site {
 /// `position` are run (later ones cannot change it).
 pub fn residuals(model: &mut Model, ids: &[u32], position: usize) -> Result<Vec<f32>, Error> {
     if position >= ids.len() {
-        return Err(Error::Inconsistent(format!(
-            "position {position} is outside a prompt of {} tokens",
-            ids.len()
-        )));
+        return Err(ShapeError::Outside {
+            position,
+            len: ids.len(),
+        }
+        .into());
     }
     let info = model.info();
     let (n_layers, d) = (info.n_layers as usize, info.d_model as usize);
@@ -118,11 +119,12 @@ pub fn combine(
     d: usize,
 ) -> Result<Vec<f32>, Error> {
     if sources.is_empty() || sources.iter().any(|s| s.len() != n_layers * d) {
-        return Err(Error::Inconsistent(format!(
-            "{} source latents of sizes {:?} cannot be combined as [n, {n_layers}, {d}]",
-            sources.len(),
-            sources.iter().map(Vec::len).collect::<Vec<_>>()
-        )));
+        return Err(ShapeError::Latents {
+            sizes: sources.iter().map(Vec::len).collect(),
+            layers: n_layers,
+            d,
+        }
+        .into());
     }
     let stacked: Vec<f32> = sources.concat();
     let mut out = vec![0f32; n_layers * d];

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod errors;
 pub mod latents;
 pub mod model;
 pub mod pairs;
@@ -18,6 +19,7 @@ pub use xlpatch_results as results;
 pub use xlpatch_rng as rng;
 pub mod sweep;
 
+pub use errors::{ConfigError, PromptError, ShapeError, TemplateProblem, TokenizerError};
 pub use xlpatch_abi as abi;
 
 /// Errors of the engine.
@@ -34,22 +36,25 @@ pub enum Error {
     #[error(transparent)]
     Model(#[from] xlpatch_model::ModelError),
     /// A tokenizer could not be loaded or used.
-    #[error("tokenizer {}: {what}", path.display())]
+    #[error(
+        "tokenizer{}: {source}",
+        path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default()
+    )]
     Tokenizer {
-        /// The tokenizer file or model directory.
-        path: std::path::PathBuf,
+        /// The tokenizer file or model directory, when known.
+        path: Option<std::path::PathBuf>,
         /// What went wrong.
-        what: String,
+        source: TokenizerError,
     },
     /// Sizes or shapes that do not fit together.
-    #[error("{0}")]
-    Inconsistent(String),
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
     /// A prompt, a concept pair or a token set could not be built.
-    #[error("{0}")]
-    Prompt(String),
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
     /// A sweep configuration is invalid.
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// A file of the results directory could not be read or written.
     #[error(transparent)]
     Results(#[from] xlpatch_results::Error),

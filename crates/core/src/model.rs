@@ -11,7 +11,7 @@ use xlpatch_abi::loader::Registry;
 use xlpatch_abi::{Backend, LayerRun, ModelInfo, TensorMut, TensorRef};
 use xlpatch_model::Manifest;
 
-use crate::Error;
+use crate::{Error, ShapeError, TokenizerError};
 
 /// How to open a model's backend. The host passes the plugin only the model directory
 /// (`model`), `threads` when not 0, `verify` when false, then `params` (which win): whatever a
@@ -99,14 +99,14 @@ impl Model {
         if info.n_layers as usize != manifest.num_layers
             || info.d_model as usize != manifest.hidden_size
         {
-            return Err(Error::Inconsistent(format!(
-                "backend reports {} layers of width {} for {}, the manifest {} of width {}",
-                info.n_layers,
-                info.d_model,
-                dir.display(),
-                manifest.num_layers,
-                manifest.hidden_size
-            )));
+            return Err(ShapeError::Backend {
+                dir: dir.to_path_buf(),
+                backend_layers: u64::from(info.n_layers),
+                backend_d: u64::from(info.d_model),
+                layers: manifest.num_layers as u64,
+                d: manifest.hidden_size as u64,
+            }
+            .into());
         }
         let tokenizer = match &manifest.tokenizer {
             None => None,
@@ -114,8 +114,8 @@ impl Model {
                 let path = dir.join(file);
                 let tok =
                     tokenizers::Tokenizer::from_file(&path).map_err(|e| Error::Tokenizer {
-                        path: path.clone(),
-                        what: e.to_string(),
+                        path: Some(path.clone()),
+                        source: TokenizerError::Load(e),
                     })?;
                 // Special added tokens past the embedding (Gemma 3's `<image_soft_token>`)
                 // are never produced from text; any other id past it means another model.
@@ -133,11 +133,11 @@ impl Model {
                     .unwrap_or(0);
                 if max_text_id as usize >= manifest.vocab_size {
                     return Err(Error::Tokenizer {
-                        path,
-                        what: format!(
-                            "the tokenizer produces ids up to {max_text_id} but the model has only {} embeddings: it belongs to another model",
-                            manifest.vocab_size
-                        ),
+                        path: Some(path),
+                        source: TokenizerError::ForeignVocabulary {
+                            max_id: u64::from(max_text_id),
+                            embeddings: manifest.vocab_size as u64,
+                        },
                     });
                 }
                 Some(tok)
@@ -165,17 +165,20 @@ impl Model {
     /// The tokenizer, or an error naming the directory if the export has none.
     pub fn tokenizer(&self) -> Result<&tokenizers::Tokenizer, Error> {
         self.tokenizer.as_ref().ok_or_else(|| Error::Tokenizer {
-            path: self.dir.clone(),
-            what: "the model directory has no tokenizer (export with --tokenizer)".to_string(),
+            path: Some(self.dir.clone()),
+            source: TokenizerError::Missing,
         })
     }
 
     /// Token ids of `text`, with the tokenizer's special tokens (e.g. BOS).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, Error> {
         let tok = self.tokenizer()?;
-        let enc = tok.encode(text, true).map_err(|e| Error::Tokenizer {
-            path: self.dir.clone(),
-            what: e.to_string(),
+        let enc = tok.encode(text, true).map_err(|source| Error::Tokenizer {
+            path: Some(self.dir.clone()),
+            source: TokenizerError::Encode {
+                text: text.to_string(),
+                source,
+            },
         })?;
         Ok(enc.get_ids().to_vec())
     }
@@ -185,8 +188,8 @@ impl Model {
         self.tokenizer()?
             .decode(ids, true)
             .map_err(|e| Error::Tokenizer {
-                path: self.dir.clone(),
-                what: e.to_string(),
+                path: Some(self.dir.clone()),
+                source: TokenizerError::DecodeText(e),
             })
     }
 
@@ -227,13 +230,16 @@ impl Model {
             || mask.len() != batch * total
             || positions.len() != batch * seq
         {
-            return Err(Error::Inconsistent(format!(
-                "run_layers: {} caches for {} layers, mask of {} for [{batch}, {total}], {} positions for [{batch}, {seq}]",
-                past.len(),
-                layers.len(),
-                mask.len(),
-                positions.len()
-            )));
+            return Err(ShapeError::Blocks {
+                caches: past.len(),
+                layers: layers.len(),
+                mask: mask.len(),
+                batch,
+                total,
+                positions: positions.len(),
+                seq,
+            }
+            .into());
         }
         if seq == 0 {
             // Nothing to compute (a fused `Attention` refuses an empty query): the caches

@@ -1,4 +1,5 @@
-//! Concept pairs and the token sets that measure concepts (DESIGN §1).
+//! Concept pairs and the token sets that measure concepts (docs/method.md, "Concept pairs",
+//! "Metrics").
 //!
 //! P(concept in language) is the next-token probability mass on the **first tokens** of every
 //! synonym of the concept in that language, each tokenized both as `word` and as ` word`
@@ -17,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use xlpatch_concepts::{ConceptTable, Lang};
 
-use crate::Error;
 use crate::rng::Rng;
+use crate::{Error, PromptError, TokenizerError};
 
 /// The first token of `text` encoded without special tokens that is more than whitespace;
 /// `None` when there is none.
@@ -30,11 +31,20 @@ use crate::rng::Rng;
 pub fn first_token(tokenizer: &tokenizers::Tokenizer, text: &str) -> Result<Option<u32>, Error> {
     let enc = tokenizer
         .encode(text, false)
-        .map_err(|e| Error::Prompt(format!("cannot tokenize {text:?}: {e}")))?;
+        .map_err(|source| Error::Tokenizer {
+            path: None,
+            source: TokenizerError::Encode {
+                text: text.to_string(),
+                source,
+            },
+        })?;
     for &id in enc.get_ids() {
         let piece = tokenizer
             .decode(&[id], false)
-            .map_err(|e| Error::Prompt(format!("cannot decode token {id}: {e}")))?;
+            .map_err(|source| Error::Tokenizer {
+                path: None,
+                source: TokenizerError::Decode { id, source },
+            })?;
         if !piece.trim().is_empty() {
             return Ok(Some(id));
         }
@@ -49,7 +59,10 @@ pub(crate) fn vocab_pieces(tokenizer: &tokenizers::Tokenizer) -> Result<Vec<Stri
         .map(|id| {
             tokenizer
                 .decode(&[id], false)
-                .map_err(|e| Error::Prompt(format!("cannot decode token {id}: {e}")))
+                .map_err(|source| Error::Tokenizer {
+                    path: None,
+                    source: TokenizerError::Decode { id, source },
+                })
         })
         .collect()
 }
@@ -114,8 +127,8 @@ pub enum Collision {
 }
 
 /// The first-token sets of each concept in each study language, and their augmented
-/// variant: every vocabulary token whose text is a prefix of `word` or ` word` (DESIGN §1,
-/// "all vocabulary prefixes of each form"), so that a model that starts the word with a
+/// variant: every vocabulary token whose text is a prefix of `word` or ` word`
+/// (docs/method.md, "Metrics"), so that a model that starts the word with a
 /// shorter piece than the tokenizer's own first token is still counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConceptTokens {
@@ -257,10 +270,11 @@ pub fn draw_pairs(
         let Some(t) = pick(&mut rng, &targets, &|i| {
             (as_target[i], as_target[i] + as_source[i])
         }) else {
-            return Err(Error::Prompt(format!(
-                "only {} concept pairs without a shared first token exist among {k} concepts, {n} asked for",
-                pairs.len()
-            )));
+            return Err(Error::Prompt(PromptError::TooFewPairs {
+                found: pairs.len(),
+                concepts: k,
+                wanted: n,
+            }));
         };
         let sources: Vec<usize> = (0..k).filter(|&s| ok[t][s] && !used[t][s]).collect();
         let s = pick(&mut rng, &sources, &|i| {

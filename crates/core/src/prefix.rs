@@ -1,14 +1,14 @@
-//! Shared prompt prefixes (DESIGN §2): prompts with the same demonstrations begin with the
-//! same tokens, and with causal attention those positions have the same keys, values and
-//! block outputs in every such prompt. A [`PrefixCache`] runs each distinct prefix once per
-//! checkpoint; [`crate::patch::Baseline::run_from`] and [`crate::latents::residuals_from`]
-//! continue from it and compute only the rest of each prompt.
+//! Shared prompt prefixes (docs/method.md, "Shared prefixes"): prompts with the same demonstrations
+//! begin with the same tokens, and with causal attention those positions have the same keys, values
+//! and block outputs in every such prompt. A [`PrefixCache`] runs each distinct prefix once per
+//! checkpoint; [`crate::patch::Baseline::run_from`] and [`crate::latents::residuals_from`] continue
+//! from it and compute only the rest of each prompt.
 
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::Error;
 use crate::model::{LayerKv, Model};
+use crate::{Error, ShapeError};
 
 /// One prefix run through the whole model.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ impl PrefixRun {
     /// Runs `ids` through every block, keeping caches and outputs.
     pub fn run(model: &mut Model, ids: &[u32]) -> Result<PrefixRun, Error> {
         if ids.is_empty() {
-            return Err(Error::Inconsistent("an empty prompt cannot be run".into()));
+            return Err(ShapeError::EmptyPrompt.into());
         }
         let mut outputs = Vec::with_capacity(model.info().n_layers as usize);
         let (_, cache) = model.run_prompt(ids, &mut |_, out| {
@@ -66,11 +66,11 @@ impl PrefixRun {
     /// Checks that `ids` continues this prefix by at least one token.
     pub(crate) fn check_continues(&self, ids: &[u32]) -> Result<(), Error> {
         if ids.len() <= self.ids.len() || !ids.starts_with(&self.ids) {
-            return Err(Error::Inconsistent(format!(
-                "a prompt of {} tokens does not continue a shared prefix of {} tokens",
-                ids.len(),
-                self.ids.len()
-            )));
+            return Err(ShapeError::NotAContinuation {
+                len: ids.len(),
+                prefix: self.ids.len(),
+            }
+            .into());
         }
         Ok(())
     }
@@ -106,10 +106,12 @@ impl<'a, 'r> Continuation<'a, 'r> {
                 prefix.check_continues(ids)?;
             }
             if *end < p || *end >= ids.len() {
-                return Err(Error::Inconsistent(format!(
-                    "position {end} is not after the {p}-token prefix of a prompt of {} tokens",
-                    ids.len()
-                )));
+                return Err(ShapeError::NotAfterPrefix {
+                    position: *end,
+                    prefix: p,
+                    len: ids.len(),
+                }
+                .into());
             }
         }
         let t = rows

@@ -1,10 +1,10 @@
-//! Prompts from templates (DESIGN §1): few-shot word translation, copy prompts (a language to
-//! itself), source prompts cut right after the concept word, and the token position of that
-//! word's last token.
+//! Prompts from templates (docs/method.md, "Prompts"): few-shot word translation, copy
+//! prompts (a language to itself), source prompts cut right after the concept word, and the
+//! token position of that word's last token.
 //!
 //! A [`Template`] is data: one line with the placeholders `{in_lang}`, `{in_word}`,
 //! `{out_lang}` and `{out_word}`, and the separator between lines. The default is the format
-//! of Dumas et al. and DESIGN §1:
+//! of Dumas et al. and docs/method.md:
 //!
 //! ```text
 //! Français: "jour" - Deutsch: "Tag"
@@ -29,8 +29,8 @@ use std::ops::Range;
 
 use xlpatch_concepts::{ConceptTable, Lang};
 
-use crate::Error;
 use crate::rng::Rng;
+use crate::{Error, PromptError, TemplateProblem, TokenizerError};
 
 /// The default number of demonstrations before the query.
 pub const DEFAULT_SHOTS: usize = 5;
@@ -85,30 +85,31 @@ enum Until {
 }
 
 impl Template {
-    /// The line of DESIGN §1.
+    /// The line of docs/method.md, "Prompts".
     pub const DEFAULT_LINE: &'static str = "{in_lang}: \"{in_word}\" - {out_lang}: \"{out_word}\"";
 
     /// A template from its line and separator. Every placeholder must occur exactly once,
     /// `{in_word}` before `{out_word}`, and no other `{name}` may occur.
     pub fn new(line: &str, sep: &str) -> Result<Template, Error> {
-        let bad = |what: String| Error::Prompt(format!("template {line:?}: {what}"));
+        let bad = |problem: TemplateProblem| {
+            Error::Prompt(PromptError::Template {
+                line: line.to_string(),
+                problem,
+            })
+        };
         let mut pieces = Vec::new();
         let mut rest = line;
         while let Some(open) = rest.find('{') {
             let close = rest[open..]
                 .find('}')
                 .map(|c| open + c)
-                .ok_or_else(|| bad("unclosed `{`".into()))?;
+                .ok_or_else(|| bad(TemplateProblem::Unclosed))?;
             let name = &rest[open + 1..close];
             let slot = Slot::ALL
                 .iter()
                 .find(|(_, n)| *n == name)
                 .map(|(s, _)| *s)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "unknown placeholder {{{name}}} (known: in_lang, in_word, out_lang, out_word)"
-                    ))
-                })?;
+                .ok_or_else(|| bad(TemplateProblem::UnknownPlaceholder(name.to_string())))?;
             if open > 0 {
                 pieces.push(Piece::Text(rest[..open].to_string()));
             }
@@ -124,11 +125,10 @@ impl Template {
                 .collect();
             match at.as_slice() {
                 [i] => Ok(*i),
-                _ => Err(bad(format!(
-                    "{{{}}} must occur exactly once, found {} times",
-                    Slot::ALL.iter().find(|(s, _)| *s == slot).expect("known").1,
-                    at.len()
-                ))),
+                _ => Err(bad(TemplateProblem::NotOnce {
+                    name: Slot::ALL.iter().find(|(s, _)| *s == slot).expect("known").1,
+                    count: at.len(),
+                })),
             }
         };
         let (_, in_word, _, out_word) = (
@@ -138,7 +138,7 @@ impl Template {
             index(Slot::OutWord)?,
         );
         if in_word > out_word {
-            return Err(bad("{in_word} must come before {out_word}".into()));
+            return Err(bad(TemplateProblem::Order));
         }
         Ok(Template {
             line: line.to_string(),
@@ -257,12 +257,14 @@ impl<'a> PromptBuilder<'a> {
             .map(|c| c.id.as_str())
             .collect();
         if pool.len() < self.n_shots {
-            return Err(Error::Prompt(format!(
-                "{} has only {} concepts in {in_lang} and {out_lang} besides {exclude:?}, {} demonstrations asked for",
-                self.table.source().display(),
-                pool.len(),
-                self.n_shots
-            )));
+            return Err(Error::Prompt(PromptError::TooFewDemos {
+                table: self.table.source().to_path_buf(),
+                available: pool.len(),
+                in_lang: in_lang.to_string(),
+                out_lang: out_lang.to_string(),
+                excluded: exclude.iter().map(|e| e.to_string()).collect(),
+                wanted: self.n_shots,
+            }));
         }
         Ok(rng
             .sample(pool.len(), self.n_shots)
@@ -286,8 +288,8 @@ impl<'a> PromptBuilder<'a> {
         demos: &[String],
     ) -> Result<Prompt, Error> {
         if demos.iter().any(|d| d == concept) {
-            return Err(Error::Prompt(format!(
-                "the query concept {concept:?} is among its own demonstrations"
+            return Err(Error::Prompt(PromptError::QueryInDemos(
+                concept.to_string(),
             )));
         }
         let mut text = String::new();
@@ -369,7 +371,7 @@ pub struct Tokenized {
     pub word_end: WordEnd,
     /// How many leading tokens encode the demonstrations alone, exactly as they are encoded
     /// on their own (0 when unknown): a run of them can be computed once and shared by every
-    /// prompt with the same demonstrations (DESIGN §2).
+    /// prompt with the same demonstrations (docs/method.md, "Shared prefixes").
     pub prefix: usize,
 }
 
@@ -382,13 +384,21 @@ pub fn tokenize(
 ) -> Result<Tokenized, Error> {
     let enc = tokenizer
         .encode(text, true)
-        .map_err(|e| Error::Prompt(format!("cannot tokenize {text:?}: {e}")))?;
+        .map_err(|source| Error::Tokenizer {
+            path: None,
+            source: TokenizerError::Encode {
+                text: text.to_string(),
+                source,
+            },
+        })?;
     let word_end = locate_word_end(enc.get_offsets(), enc.get_special_tokens_mask(), span)
         .ok_or_else(|| {
-            Error::Prompt(format!(
-                "no token covers the end of the word {:?} (bytes {span:?}) in {text:?}",
-                text.get(span.clone()).unwrap_or("?")
-            ))
+            Error::Prompt(PromptError::WordEnd {
+                word: text.get(span.clone()).unwrap_or("?").to_string(),
+                start: span.start,
+                end: span.end,
+                text: text.to_string(),
+            })
         })?;
     Ok(Tokenized {
         ids: enc.get_ids().to_vec(),
@@ -406,7 +416,13 @@ impl Prompt {
             let prefix = &self.text[..self.prefix_len];
             let enc = tokenizer
                 .encode(prefix, true)
-                .map_err(|e| Error::Prompt(format!("cannot tokenize {prefix:?}: {e}")))?;
+                .map_err(|source| Error::Tokenizer {
+                    path: None,
+                    source: TokenizerError::Encode {
+                        text: prefix.to_string(),
+                        source,
+                    },
+                })?;
             // Tokens merged across the boundary, or an end-of-sequence token added after the
             // prefix alone, end the shared part; the word itself is never in it.
             let shared = enc

@@ -1,9 +1,9 @@
-//! The incremental patched runs equal the naive full recomputation (DESIGN §2: "exactness
-//! is not optional"), on real exports of the tiny Llama and Gemma 3 fixtures (Gemma 3's has a
-//! sliding window of 4, so truncated caches meet windowed attention) and of the first and last
-//! checkpoints of the fixture series, for random prompts,
-//! positions, latents, strategies and both scopes; plus controls that a patch does something
-//! and that patching a prompt with its own residuals does nothing, and a timing.
+//! The incremental patched runs equal the naive full recomputation (docs/method.md, "Incremental
+//! patching": "exactness is not optional"), on real exports of the tiny Llama and Gemma 3 fixtures
+//! (Gemma 3's has a sliding window of 4, so truncated caches meet windowed attention) and of the
+//! first and last checkpoints of the fixture series, for random prompts, positions, latents,
+//! strategies and both scopes; plus controls that a patch does something and that patching a prompt
+//! with its own residuals does nothing.
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};

@@ -1,10 +1,10 @@
-//! Runs continued from a shared prefix equal whole runs (DESIGN §2): [`Baseline::run_from`]
-//! and [`Baseline::run_many`] (rows with and without prefixes in one batch) against
-//! [`Baseline::run`], and [`residuals_from`] (rows with and without prefixes, of
-//! several lengths, in one batch) against single [`residuals`] runs. On the tiny Llama and
-//! on the tiny Gemma 3, whose sliding window of 4 makes a wrong column distance visible, for
-//! random prompts and prefix lengths; and on a checkpoint of the fixture series with real
-//! few-shot prompts sharing their demonstrations.
+//! Runs continued from a shared prefix equal whole runs (docs/method.md, "Incremental patching"):
+//! [`Baseline::run_from`] and [`Baseline::run_many`] (rows with and without prefixes in one batch)
+//! against [`Baseline::run`], and [`residuals_from`] (rows with and without prefixes, of several
+//! lengths, in one batch) against single [`residuals`] runs. On the tiny Llama and on the tiny
+//! Gemma 3, whose sliding window of 4 makes a wrong column distance visible, for random prompts and
+//! prefix lengths; and on a checkpoint of the fixture series with real few-shot prompts sharing
+//! their demonstrations.
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

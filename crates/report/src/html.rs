@@ -144,6 +144,18 @@ fn counts_table(
     table_html(&t)
 }
 
+/// A best-layer mean above its unpatched value.
+struct Gain {
+    /// Mean minus the unpatched mean.
+    gain: f64,
+    setting: Setting,
+    out_lang: String,
+    checkpoint: String,
+    estimate: crate::stats::Estimate,
+    /// The unpatched mean.
+    unpatched: f64,
+}
+
 /// The headline numbers: per patched setting and output language, best-layer P(C_S in out_T)
 /// at the first and last checkpoint, its largest gain over the unpatched value, and the
 /// unpatched value, with a sentence on the largest gain whose interval excludes it.
@@ -170,8 +182,7 @@ fn at_a_glance(results: &Results, stats: &Stats) -> String {
         ],
         rows: Vec::new(),
     };
-    // (gain, setting, language, checkpoint, estimate, baseline)
-    let mut best: Option<(f64, String, String, String, crate::stats::Estimate, f64)> = None;
+    let mut best: Option<Gain> = None;
     for &setting in results
         .settings
         .iter()
@@ -194,15 +205,15 @@ fn at_a_glance(results: &Results, stats: &Stats) -> String {
                     if peak.is_none_or(|(_, _, g)| gain > g) {
                         peak = Some((ck, j, gain));
                     }
-                    if e.lo > base && best.as_ref().is_none_or(|b| gain > b.0) {
-                        best = Some((
+                    if e.lo > base && best.as_ref().is_none_or(|b| gain > b.gain) {
+                        best = Some(Gain {
                             gain,
-                            setting.to_string(),
-                            o.to_string(),
-                            ck.to_string(),
-                            e,
-                            base,
-                        ));
+                            setting,
+                            out_lang: o.to_string(),
+                            checkpoint: ck.to_string(),
+                            estimate: e,
+                            unpatched: base,
+                        });
                     }
                 }
             }
@@ -220,11 +231,18 @@ fn at_a_glance(results: &Results, stats: &Stats) -> String {
         }
     }
     let sentence = match best {
-        Some((_, setting, o, ck, e, base)) => format!(
+        Some(Gain {
+            setting,
+            out_lang: o,
+            checkpoint: ck,
+            estimate: e,
+            unpatched: base,
+            ..
+        }) => format!(
             "The largest gain over the unpatched run whose 95% interval excludes it: setting \
              <code>{}</code>, output {} at {}: {:.4} [{:.4}, {:.4}] against {:.4} unpatched \
              (the best layer is picked on the same data, so the interval is optimistic).",
-            esc(&setting),
+            esc(setting.name()),
             esc(&lang_name(&o)),
             esc(&results.checkpoint_label(&ck)),
             e.mean,

@@ -1,4 +1,4 @@
-//! Automatic error analysis of every generation (DESIGN §1 "Error analysis").
+//! Automatic error analysis of every generation (docs/method.md, "Error analysis").
 //!
 //! A generation's answer is the text before its closing quote, trimmed (the engine stops
 //! generating at the first token holding a `"`). The answer is compared with the concept

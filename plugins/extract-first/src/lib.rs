@@ -1,5 +1,5 @@
 //! `extract-first`: the first source prompt's latents only, the control for mean patching
-//! (DESIGN §1).
+//! (docs/method.md).
 
 use xlpatch_abi::{
     Create, Extractor, Params, PluginError, TensorMut, TensorRef, declare_plugin, extract_shapes,

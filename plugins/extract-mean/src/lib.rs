@@ -1,4 +1,4 @@
-//! `extract-mean`: the mean of the source latents per layer ("mean patching", DESIGN §1).
+//! `extract-mean`: the mean of the source latents per layer ("mean patching", docs/method.md).
 //! Sums in f64 so that the mean of n copies of v is v exactly for any n.
 
 use xlpatch_abi::{

@@ -1,5 +1,5 @@
 //! `metric-concept-prob`: P(concept) as the sum of next-token probabilities over a set of
-//! token ids (the first tokens of every form of a concept, DESIGN §1). Ids are deduplicated so
+//! token ids (the first tokens of every form of a concept, docs/method.md). Ids are deduplicated so
 //! that a token shared by two forms counts once; an id outside the vocabulary is an error,
 //! never a silent zero.
 

@@ -1,5 +1,5 @@
 //! `patch-replace`: overwrites the residual stream at each patch site with the source latent,
-//! the activation patching of Dumas et al. and of DESIGN §1.
+//! the activation patching of Dumas et al. and of docs/method.md.
 
 use xlpatch_abi::{
     Create, Params, PatchSite, PatchStrategy, PluginError, TensorMut, TensorRef, declare_plugin,

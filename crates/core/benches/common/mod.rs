@@ -244,10 +244,10 @@ pub fn naive_layer(
     model.logits(&hidden[(t - 1) * d..]).unwrap()
 }
 
-/// Start layer `j` incrementally (DESIGN §2), from the unpatched run of the whole prompt
-/// (`PrefixRun::run` of it keeps every block's output and cache): block `j`'s output
-/// at positions `p..T` with row `p` patched, through blocks `j+1..L` over the cached keys and
-/// values of positions `< p`, then the head on the last position. Returns the logits.
+/// Start layer `j` incrementally (docs/method.md, "Incremental patching"), from the unpatched run
+/// of the whole prompt (`PrefixRun::run` of it keeps every block's output and cache): block `j`'s
+/// output at positions `p..T` with row `p` patched, through blocks `j+1..L` over the cached keys
+/// and values of positions `< p`, then the head on the last position. Returns the logits.
 pub fn incremental_layer(
     model: &mut Model,
     strategy: &dyn PatchStrategy,

@@ -2,10 +2,10 @@
 //! every patch of the prompt starts.
 
 use super::generate::greedy_batch;
-use super::spec::{Generation, Patched, shape};
-use crate::Error;
+use super::spec::{Dims, Generation, Patched, dims};
 use crate::model::{LayerKv, Model, softmax};
 use crate::prefix::{Continuation, Continued, PrefixRun};
+use crate::{Error, ShapeError};
 
 /// One unpatched run of a prompt: every block's output and KV cache, and the logits at the
 /// last position. Shared by every patch of the prompt.
@@ -23,7 +23,11 @@ pub struct Baseline {
 impl Baseline {
     /// Runs `ids` (one unpadded prompt) through the whole model, keeping everything.
     pub fn run(model: &mut Model, ids: &[u32]) -> Result<Baseline, Error> {
-        let (n_layers, d, _, _) = shape(model);
+        let Dims {
+            layers: n_layers,
+            d,
+            ..
+        } = dims(model);
         // A prompt run whole is its own prefix run, plus the logits after it.
         let PrefixRun {
             ids,
@@ -56,12 +60,18 @@ impl Baseline {
         model: &mut Model,
         prompts: &[(Option<&PrefixRun>, &[u32])],
     ) -> Result<Vec<Baseline>, Error> {
-        let (n_layers, d, kv, hd) = shape(model);
+        let Dims {
+            layers: n_layers,
+            d,
+            kv_heads: kv,
+            head_dim: hd,
+            ..
+        } = dims(model);
         let vocab = model.info().vocab as usize;
         let mut out = Vec::with_capacity(prompts.len());
         for chunk in prompts.chunks(crate::latents::BATCH) {
             if chunk.iter().any(|(_, ids)| ids.is_empty()) {
-                return Err(Error::Inconsistent("an empty prompt cannot be run".into()));
+                return Err(ShapeError::EmptyPrompt.into());
             }
             let rows: Vec<Continued<'_>> = chunk
                 .iter()
@@ -127,10 +137,11 @@ impl Baseline {
     /// The output of every block at `position`, `[L, d]`: the latent this prompt yields.
     pub fn residuals_at(&self, position: usize) -> Result<Vec<f32>, Error> {
         if position >= self.ids.len() {
-            return Err(Error::Inconsistent(format!(
-                "position {position} is outside a prompt of {} tokens",
-                self.ids.len()
-            )));
+            return Err(ShapeError::Outside {
+                position,
+                len: self.ids.len(),
+            }
+            .into());
         }
         let d = self.d;
         Ok(self

@@ -1,10 +1,10 @@
 //! Greedy generation from patched caches: runs of any prompts and lengths left-padded
 //! together, and the tokens that end an answer.
 
-use super::spec::{Generation, Patched, shape};
-use crate::Error;
+use super::spec::{Dims, Generation, Patched, dims};
 use crate::model::{LayerKv, Model, argmax};
 use crate::pairs::vocab_pieces;
+use crate::{Error, ShapeError};
 
 /// The tokens that end an answer: every token whose text contains `"` (the closing quote,
 /// alone or merged with what follows) and the model's end-of-sequence tokens. Indexed by id.
@@ -39,19 +39,25 @@ pub fn generate_many(
     if generation.max_new == 0 || runs.is_empty() {
         return Ok(out);
     }
-    let (n_layers, _, heads, hd) = shape(model);
+    let Dims {
+        layers: n_layers,
+        kv_heads: heads,
+        head_dim: hd,
+        ..
+    } = dims(model);
     let vocab = model.info().vocab as usize;
     if let Some(r) = runs
         .iter()
         .find(|r| r.vocab != vocab || r.caches.len() != n_layers)
     {
-        return Err(Error::Inconsistent(format!(
-            "cannot generate from a run of {} tokens with {} block caches and a vocabulary of {} \
-             ({n_layers} blocks, {vocab} tokens expected)",
-            r.len,
-            r.caches.len(),
-            r.vocab
-        )));
+        return Err(ShapeError::Generation {
+            len: r.len,
+            caches: r.caches.len(),
+            vocab: r.vocab,
+            layers: n_layers,
+            model_vocab: vocab,
+        }
+        .into());
     }
     // (run, row) of every row, generated in chunks.
     let all: Vec<(usize, usize)> = runs
@@ -111,7 +117,12 @@ pub(super) fn greedy_batch(
     mut logits: Vec<f32>,
     generation: &Generation<'_>,
 ) -> Result<Vec<Vec<u32>>, Error> {
-    let (n_layers, _, heads, hd) = shape(model);
+    let Dims {
+        layers: n_layers,
+        kv_heads: heads,
+        head_dim: hd,
+        ..
+    } = dims(model);
     let vocab = model.info().vocab as usize;
     let batch = logits.len() / vocab;
     let mut gens = vec![Vec::new(); batch];

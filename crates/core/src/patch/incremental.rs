@@ -5,7 +5,7 @@ use xlpatch_abi::{PatchSite, PatchStrategy};
 
 use super::baseline::Baseline;
 use super::generate::generate_many;
-use super::spec::{Generation, LayerResults, Patch, Patched, apply, check, shape};
+use super::spec::{Dims, Generation, LayerResults, Patch, Patched, apply, check, dims};
 use crate::Error;
 use crate::model::{LayerKv, Model, softmax};
 
@@ -64,7 +64,11 @@ pub fn incremental(
             .unwrap_or_default(),
         Batching::None => {
             // One start layer at a time, as a one-row run each.
-            let (_, _, heads, hd) = shape(model);
+            let Dims {
+                kv_heads: heads,
+                head_dim: hd,
+                ..
+            } = dims(model);
             let row = heads * run.len * hd;
             let mut gens = vec![Vec::new(); run.rows()];
             if keep {
@@ -166,7 +170,13 @@ fn patched_blocks(
 ) -> Result<(Vec<f32>, Vec<LayerKv>), Error> {
     let t = base.ids.len();
     check(model, t, patch)?;
-    let (n_layers, d, heads, hd) = shape(model);
+    let Dims {
+        layers: n_layers,
+        d,
+        kv_heads: heads,
+        head_dim: hd,
+        ..
+    } = dims(model);
     let p = patch.position;
     let s = t - p;
     let latent = |layer: usize| &patch.latent[layer * d..(layer + 1) * d];

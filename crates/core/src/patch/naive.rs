@@ -5,7 +5,7 @@
 use xlpatch_abi::{PatchSite, PatchStrategy};
 
 use super::generate::greedy_batch;
-use super::spec::{Generation, LayerResults, Patch, apply, check, shape};
+use super::spec::{Dims, Generation, LayerResults, Patch, apply, check, dims};
 use crate::Error;
 use crate::model::{Model, softmax};
 
@@ -20,7 +20,11 @@ pub fn naive(
 ) -> Result<LayerResults, Error> {
     let t = ids.len();
     check(model, t, patch)?;
-    let (n_layers, d, _, _) = shape(model);
+    let Dims {
+        layers: n_layers,
+        d,
+        ..
+    } = dims(model);
     let vocab = model.info().vocab as usize;
     let site = [PatchSite {
         batch: 0,

@@ -3,8 +3,8 @@
 
 use xlpatch_abi::{PatchSite, PatchStrategy, TensorMut, TensorRef};
 
-use crate::Error;
 use crate::model::{LayerKv, Model};
+use crate::{Error, ShapeError};
 
 /// Which blocks a start layer patches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,15 +83,28 @@ impl LayerResults {
     }
 }
 
-/// `(n_layers, d_model, n_kv_heads, head_dim)` of `model`.
-pub(super) fn shape(model: &Model) -> (usize, usize, usize, usize) {
+/// The sizes of a model the patch code works with.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Dims {
+    /// Decoder blocks.
+    pub(super) layers: usize,
+    /// The residual stream's width.
+    pub(super) d: usize,
+    /// Key/value heads.
+    pub(super) kv_heads: usize,
+    /// Each head's width.
+    pub(super) head_dim: usize,
+}
+
+/// The [`Dims`] of `model`.
+pub(super) fn dims(model: &Model) -> Dims {
     let info = model.info();
-    (
-        info.n_layers as usize,
-        info.d_model as usize,
-        info.n_kv_heads as usize,
-        info.head_dim as usize,
-    )
+    Dims {
+        layers: info.n_layers as usize,
+        d: info.d_model as usize,
+        kv_heads: info.n_kv_heads as usize,
+        head_dim: info.head_dim as usize,
+    }
 }
 
 /// Writes `source` rows into `hidden` (`[batch, seq, d]`) at `sites` with the strategy.
@@ -115,13 +128,20 @@ pub(super) fn apply(
 
 /// Checks that `patch` fits a `t`-token prompt of `model`.
 pub(super) fn check(model: &Model, t: usize, patch: &Patch<'_>) -> Result<(), Error> {
-    let (n_layers, d, _, _) = shape(model);
+    let Dims {
+        layers: n_layers,
+        d,
+        ..
+    } = dims(model);
     if patch.position >= t || patch.latent.len() != n_layers * d {
-        return Err(Error::Inconsistent(format!(
-            "patch at position {} of a {t}-token prompt with a latent of {} values ([{n_layers}, {d}] expected)",
-            patch.position,
-            patch.latent.len()
-        )));
+        return Err(ShapeError::Patch {
+            position: patch.position,
+            len: t,
+            latent: patch.latent.len(),
+            layers: n_layers,
+            d,
+        }
+        .into());
     }
     Ok(())
 }

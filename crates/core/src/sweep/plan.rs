@@ -11,11 +11,11 @@ use xlpatch_concepts::{ConceptTable, Lang};
 
 use super::item::{Item, Planned};
 use super::replay;
-use crate::Error;
 use crate::config::{Demos, Setting, SweepConfig, Variant};
 use crate::pairs::{ConceptPair, ConceptTokens, draw_pairs, vocab_pieces};
 use crate::prompt::{Prompt, PromptBuilder, PromptKind};
 use crate::rng::Rng;
+use crate::{ConfigError, Error, TokenizerError};
 
 /// The source prompts of one setting for a target (empty for `unpatched` and `tgt_tgt`).
 fn source_specs(
@@ -92,7 +92,7 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
     config.validate()?;
     let dirs = config.model_dirs(base)?;
     if dirs.is_empty() {
-        return Err(Error::Config("no model directory given".into()));
+        return Err(Error::Config(ConfigError::NoModels));
     }
     let mut models = Vec::with_capacity(dirs.len());
     for dir in dirs {
@@ -104,42 +104,37 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
     let (first_dir, first) = &models[0];
     let Some(tok_file) = &first.tokenizer else {
         return Err(Error::Tokenizer {
-            path: first_dir.clone(),
-            what: "the model directory has no tokenizer (export with --tokenizer)".into(),
+            path: Some(first_dir.clone()),
+            source: TokenizerError::Missing,
         });
     };
     if let Some((dir, _)) = models.iter().find(|(_, m)| tok_hash(m) != tok_hash(first)) {
-        return Err(Error::Config(format!(
-            "{} has another tokenizer than {}: a series must share its tokenizer",
-            dir.display(),
-            first_dir.display()
-        )));
+        return Err(Error::Config(ConfigError::OtherTokenizer {
+            dir: dir.clone(),
+            first: first_dir.clone(),
+        }));
     }
     let mut names = std::collections::BTreeSet::new();
     if let Some((dir, _)) = models
         .iter()
         .find(|(d, _)| !names.insert(checkpoint_name(d)))
     {
-        return Err(Error::Config(format!(
-            "two checkpoints are named {:?}: results name checkpoints by directory",
-            checkpoint_name(dir)
+        return Err(Error::Config(ConfigError::DuplicateCheckpoint(
+            checkpoint_name(dir),
         )));
     }
     let tok_path = first_dir.join(tok_file);
     let tokenizer = tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| Error::Tokenizer {
-        path: tok_path.clone(),
-        what: e.to_string(),
+        path: Some(tok_path.clone()),
+        source: TokenizerError::Load(e),
     })?;
     let study = config.study_languages()?;
     let seen = config.seen_languages()?;
     let mut table = ConceptTable::load(base.join(&config.concepts))?.subset(&study)?;
     if let Some(ids) = config.concept_ids(base)? {
-        table = table.only(&ids).map_err(|e| {
-            Error::Config(format!(
-                "concept_list {}: {e}",
-                base.join(config.concept_list.as_deref().unwrap_or(""))
-                    .display()
-            ))
+        table = table.only(&ids).map_err(|e| ConfigError::ConceptListIds {
+            path: base.join(config.concept_list.as_deref().unwrap_or("")),
+            source: Box::new(e),
         })?;
     }
     let pieces = vocab_pieces(&tokenizer)?;
@@ -160,19 +155,20 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
         for item in &items {
             for lang in [item.in_lang, item.out_lang] {
                 if !study.contains(&lang) {
-                    return Err(Error::Config(format!(
-                        "prompts {file}: item {} uses {lang}, which is not a study language",
-                        item.key()
-                    )));
+                    return Err(Error::Config(ConfigError::ReplayLanguage {
+                        path: base.join(file),
+                        item: item.key(),
+                        lang: lang.to_string(),
+                    }));
                 }
             }
             for c in [&item.pair.source, &item.pair.target] {
                 if tokens.get(c, item.out_lang).is_empty() {
-                    return Err(Error::Config(format!(
-                        "prompts {file}: concept {c:?} of item {} is not in the concept table \
-                         (or has no form in a study language)",
-                        item.key()
-                    )));
+                    return Err(Error::Config(ConfigError::ReplayConcept {
+                        path: base.join(file),
+                        concept: c.clone(),
+                        item: item.key(),
+                    }));
                 }
             }
         }
@@ -250,9 +246,10 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
                     )?)?);
                 }
                 if setting == Setting::Seen && list.is_empty() {
-                    return Err(Error::Config(format!(
-                        "setting seen: no pair of seen languages avoids {in_lang}, {out_lang} and en"
-                    )));
+                    return Err(Error::Config(ConfigError::NoSeenPair {
+                        in_lang: in_lang.to_string(),
+                        out_lang: out_lang.to_string(),
+                    }));
                 }
                 sources.insert(setting, list);
             }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::Error;
+use crate::{ConfigError, Error};
 
 /// The part `index` of `count` of a sweep (`k/n` on the command line, `0 <= k < n`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,9 +29,7 @@ impl FromStr for Shard {
             .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)));
         match parsed {
             Some((index, count)) if index < count => Ok(Shard { index, count }),
-            _ => Err(Error::Config(format!(
-                "shard {s:?} is not k/n with 0 <= k < n"
-            ))),
+            _ => Err(Error::Config(ConfigError::Shard(s.to_string()))),
         }
     }
 }
