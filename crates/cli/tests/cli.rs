@@ -38,6 +38,7 @@ fn plugins_list_shows_every_builtin_from_its_library() {
         .collect();
     found.sort();
     let expected: Vec<(String, String)> = [
+        ("backend-candle", "backend"),
         ("backend-ort", "backend"),
         ("extract-first", "extractor"),
         ("extract-mean", "extractor"),
@@ -55,7 +56,7 @@ fn plugins_list_shows_every_builtin_from_its_library() {
     let table = xlpatch(&["plugins", "list"]);
     let text = String::from_utf8(table.stdout).unwrap();
     assert!(text.starts_with("NAME"), "{text}");
-    assert_eq!(text.lines().count(), 8, "{text}");
+    assert_eq!(text.lines().count(), 9, "{text}");
 }
 
 #[test]
