@@ -404,7 +404,10 @@ struct State {
     /// Checkpoints whose rows are in the series' results.
     done: Vec<String>,
     /// `run.json` entries of the checkpoints done, by name.
-    models: BTreeMap<String, serde_json::Value>,
+    models: BTreeMap<String, xlpatch_results::ModelEntry>,
+    /// The study the engine recorded in every checkpoint's `run.json` (the same for all).
+    #[serde(default)]
+    study: Option<xlpatch_results::Study>,
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<(), SeriesError> {
@@ -648,17 +651,18 @@ pub fn sweep(
                     progress,
                 )?;
                 append(&mut writer, &run_dir, out)?;
-                let manifest =
-                    xlpatch_model::Manifest::read(&dir).map_err(xlpatch_core::Error::from)?;
-                state.models.insert(
-                    name.clone(),
-                    json!({
-                        "checkpoint": name,
-                        "step": manifest.step,
-                        "hash": manifest.content_hash(),
-                        "architecture": manifest.architecture,
-                    }),
-                );
+                // The engine's own record of this checkpoint (one model) and of the study.
+                let run = xlpatch_results::RunFile::read(&run_dir)?;
+                let Some(entry) = run.models.into_iter().next() else {
+                    return Err(SeriesError::Inconsistent(format!(
+                        "{}: the sweep of {name} recorded no checkpoint",
+                        run_dir.join(xlpatch_results::RUN_FILE).display()
+                    )));
+                };
+                state.models.insert(name.clone(), entry);
+                if state.study.is_none() {
+                    state.study = run.study;
+                }
                 state.done.push(name.clone());
                 write_atomic(
                     &state_path,
@@ -705,16 +709,16 @@ fn cleanup(
 
 /// `run.json` in the engine's format, listing the checkpoints done in series order.
 fn write_run_json(plan: &Plan, state: &State, out: &Path) -> Result<(), SeriesError> {
-    let models: Vec<&serde_json::Value> = plan
-        .checkpoints
-        .iter()
-        .filter_map(|p| state.models.get(&p.name))
-        .collect();
-    let run = json!({ "format_version": 1, "models": models });
-    write_atomic(
-        &out.join("run.json"),
-        &(serde_json::to_string_pretty(&run).expect("json") + "\n"),
-    )
+    let run = xlpatch_results::RunFile {
+        format_version: xlpatch_results::RUN_FORMAT_VERSION,
+        models: plan
+            .checkpoints
+            .iter()
+            .filter_map(|p| state.models.get(&p.name).cloned())
+            .collect(),
+        study: state.study.clone(),
+    };
+    write_atomic(&out.join(xlpatch_results::RUN_FILE), &run.to_text())
 }
 
 /// Appends a checkpoint run's units to the series' results (those not there yet) and checks
