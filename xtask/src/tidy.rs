@@ -79,15 +79,17 @@ fn tidy() {
     assert!(problems.is_empty(), "tidy:\n{}", problems.join("\n"));
 }
 
-/// xtask's ONNX Runtime version is the one the engine looks for (`crates/core/src/ort.rs`):
-/// the two crates do not depend on each other, so this test keeps them equal.
+/// xtask's ONNX Runtime version is the one backend-ort looks for
+/// (`plugins/backend-ort/src/locate.rs`): the two crates do not depend on each other, so this
+/// test keeps them equal.
 #[test]
 fn one_onnx_runtime_version() {
-    let core = std::fs::read_to_string(root().join("crates/core/src/ort.rs")).unwrap();
-    let line = format!("pub const ORT_VERSION: &str = \"{}\";", crate::ort::VERSION);
+    let path = "plugins/backend-ort/src/locate.rs";
+    let backend = std::fs::read_to_string(root().join(path)).unwrap();
+    let line = format!("const ORT_VERSION: &str = \"{}\";", crate::ort::VERSION);
     assert!(
-        core.contains(&line),
-        "crates/core/src/ort.rs does not declare `{line}`: update xtask/src/ort.rs's VERSION \
-         and core's ORT_VERSION together"
+        backend.contains(&line),
+        "{path} does not declare `{line}`: update xtask/src/ort.rs's VERSION and backend-ort's \
+         ORT_VERSION together"
     );
 }
