@@ -7,7 +7,7 @@ use std::process::Command;
 
 use xlpatch_abi::loader::PluginLibrary;
 use xlpatch_abi::{
-    ABI_CURRENT, BackendVTable, DType, ErrorBuf, ExtractVTable, KeyValue, LayerIoC, Metric,
+    ABI_CURRENT, BackendVTable, Dtype, ErrorBuf, ExtractVTable, KeyValue, LayerIoC, Metric,
     MetricVTable, ModelInfo, PatchSite, PatchVTable, PluginHeader, PluginHeaderPrefix, PluginKind,
     StatusCode, TensorMut, TensorRef, TensorView, TensorViewMut,
 };
@@ -143,7 +143,7 @@ fn the_c_header_matches_the_rust_layout() {
         ),
         ("value XLP_ABI_CURRENT", ABI_CURRENT as usize),
         ("value XLP_KIND_METRIC", PluginKind::Metric as usize),
-        ("value XLP_DTYPE_I64", DType::I64 as usize),
+        ("value XLP_DTYPE_I64", Dtype::I64 as usize),
         ("value XLP_STATUS_PANIC", StatusCode::PANIC.0 as usize),
     ]
     .into_iter()

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use xlpatch_abi::loader::{DynExtractor, DynMetric, DynPatchStrategy};
 use xlpatch_abi::{Extractor, Metric, PatchSite, PatchStrategy, TensorMut, TensorRef};
 
@@ -107,6 +108,15 @@ fn row(data: &[f32], case: &PatchCase, site: &PatchSite) -> Vec<f32> {
 }
 
 proptest! {
+    // Failing seeds are kept in `tests/proptest-regressions/` (committed) and replayed first.
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/proptest-regressions/dynamic.txt"
+        )))),
+        ..ProptestConfig::default()
+    })]
+
     #[test]
     fn replace_then_read_returns_the_patch(case in patch_case()) {
         let out = patched(&PLUGINS.replace, &case);

@@ -41,7 +41,7 @@
 //!
 //! **Tensors.** A [`TensorView`] (read-only) or [`TensorViewMut`] (written by the callee) is a
 //! pointer to dense, row-major (C-contiguous) data, a pointer to `ndim` dimensions (`size_t`),
-//! and a [`DType`] code (ONNX's `TensorProto.DataType` numbering: 1 = f32, 7 = i64, ...). The
+//! and a [`Dtype`] code (ONNX's `TensorProto.DataType` numbering: 1 = f32, 7 = i64, ...). The
 //! caller owns all memory and allocates outputs at their documented shapes; the callee never
 //! keeps a pointer past the call.
 //!
@@ -85,7 +85,7 @@ pub use plugin::{
     Backend, Create, Extractor, LayerRun, Metric, Params, PatchSite, PatchStrategy, PluginError,
     extract_shapes,
 };
-pub use tensor::{DType, Element, TensorMut, TensorRef, TensorView, TensorViewMut};
+pub use tensor::{Dtype, Element, TensorMut, TensorRef, TensorView, TensorViewMut};
 
 /// ABI version 1: the first release.
 pub const ABI_V1: u32 = 1;

@@ -13,7 +13,7 @@ use crate::PluginError;
 /// Element type codes, numbered as ONNX's `TensorProto.DataType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
-pub enum DType {
+pub enum Dtype {
     /// 32-bit float.
     F32 = 1,
     /// 32-bit signed integer.
@@ -28,26 +28,26 @@ pub enum DType {
     BF16 = 16,
 }
 
-impl DType {
+impl Dtype {
     /// The dtype for a code, if known.
-    pub fn from_code(code: u32) -> Option<DType> {
+    pub fn from_code(code: u32) -> Option<Dtype> {
         [
-            DType::F32,
-            DType::I32,
-            DType::I64,
-            DType::F16,
-            DType::U32,
-            DType::BF16,
+            Dtype::F32,
+            Dtype::I32,
+            Dtype::I64,
+            Dtype::F16,
+            Dtype::U32,
+            Dtype::BF16,
         ]
         .into_iter()
         .find(|d| *d as u32 == code)
     }
 }
 
-/// A Rust element type with a [`DType`] code.
+/// A Rust element type with a [`Dtype`] code.
 pub trait Element: Copy + Send + Sync + 'static + sealed::Sealed {
     /// Its code.
-    const DTYPE: DType;
+    const DTYPE: Dtype;
 }
 
 mod sealed {
@@ -59,16 +59,16 @@ mod sealed {
 }
 
 impl Element for f32 {
-    const DTYPE: DType = DType::F32;
+    const DTYPE: Dtype = Dtype::F32;
 }
 impl Element for i32 {
-    const DTYPE: DType = DType::I32;
+    const DTYPE: Dtype = Dtype::I32;
 }
 impl Element for i64 {
-    const DTYPE: DType = DType::I64;
+    const DTYPE: Dtype = Dtype::I64;
 }
 impl Element for u32 {
-    const DTYPE: DType = DType::U32;
+    const DTYPE: Dtype = Dtype::U32;
 }
 
 /// A read-only tensor across the ABI: `XlpTensorView` in C.
@@ -81,7 +81,7 @@ pub struct TensorView {
     pub shape: *const usize,
     /// Number of dimensions.
     pub ndim: u32,
-    /// A [`DType`] code.
+    /// A [`Dtype`] code.
     pub dtype: u32,
 }
 
@@ -95,7 +95,7 @@ pub struct TensorViewMut {
     pub shape: *const usize,
     /// Number of dimensions.
     pub ndim: u32,
-    /// A [`DType`] code.
+    /// A [`Dtype`] code.
     pub dtype: u32,
 }
 
@@ -266,7 +266,7 @@ fn checked_len<T: Element>(
     shape: &[usize],
 ) -> Result<usize, PluginError> {
     if dtype != T::DTYPE as u32 {
-        let found = DType::from_code(dtype)
+        let found = Dtype::from_code(dtype)
             .map(|d| format!("{d:?}"))
             .unwrap_or_else(|| format!("unknown dtype code {dtype}"));
         return Err(PluginError::invalid(format!(
@@ -354,7 +354,7 @@ mod tests {
             data: data.as_ptr().cast(),
             shape: huge.as_ptr(),
             ndim: 2,
-            dtype: DType::I64 as u32,
+            dtype: Dtype::I64 as u32,
         };
         // SAFETY: the shape is valid; the overflow check must fire before data is touched.
         let err = unsafe { TensorRef::<i64>::from_view(&view) }.unwrap_err();

@@ -56,7 +56,7 @@ fn naive_equals_incremental(arch: &str) {
     let worst = std::cell::Cell::new(0f32);
     let mut runner = TestRunner::new(Config {
         cases: 16,
-        failure_persistence: None,
+        failure_persistence: crate::support::persisted("archs"),
         ..Config::default()
     });
     let cases = (

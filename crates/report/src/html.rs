@@ -426,9 +426,13 @@ pub(crate) fn page(
     let rows = counts
         .cells
         .iter()
-        .map(|((_, c, _, st, j), n)| {
+        .map(|(cell, n)| {
             (
-                vec![results.checkpoint_label(c), st.to_string(), j.to_string()],
+                vec![
+                    results.checkpoint_label(&cell.checkpoint),
+                    cell.setting.to_string(),
+                    cell.layer.to_string(),
+                ],
                 *n,
             )
         })

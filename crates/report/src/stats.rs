@@ -151,9 +151,39 @@ pub(crate) fn bootstrap(columns: &[Vec<f64>], resamples: usize, rng: &mut Rng) -
         .collect()
 }
 
-/// A group of rows: checkpoint, setting, a pair's input language (empty when pairs are
-/// pooled by output language), output language, start layer.
-pub(crate) type Key = (String, Setting, String, String, usize);
+/// A group of rows. Ordered field by field in this order (the order of every table).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Key {
+    /// The checkpoint.
+    pub checkpoint: String,
+    /// The setting.
+    pub setting: Setting,
+    /// The pair's input language; empty when pairs are pooled by output language.
+    pub in_lang: String,
+    /// The output language.
+    pub out_lang: String,
+    /// The start layer.
+    pub layer: usize,
+}
+
+impl Key {
+    /// The group of `checkpoint`, `setting`, `in_lang` → `out_lang`, start layer `layer`.
+    pub fn new(
+        checkpoint: &str,
+        setting: Setting,
+        in_lang: &str,
+        out_lang: &str,
+        layer: usize,
+    ) -> Key {
+        Key {
+            checkpoint: checkpoint.to_string(),
+            setting,
+            in_lang: in_lang.to_string(),
+            out_lang: out_lang.to_string(),
+            layer,
+        }
+    }
+}
 
 /// The estimates of a set of groups; `None` where a metric is absent.
 pub(crate) type Table = BTreeMap<Key, Vec<Option<Estimate>>>;
@@ -185,7 +215,10 @@ fn estimate(
                     col.map(|c| (m, c))
                 })
                 .unzip();
-            let name = format!("{}/{}/{}-{}/{}", key.0, key.1, key.2, key.3, key.4);
+            let name = format!(
+                "{}/{}/{}-{}/{}",
+                key.checkpoint, key.setting, key.in_lang, key.out_lang, key.layer
+            );
             let mut rng = Rng::stream(seed, &name);
             let ests = bootstrap(&columns, resamples, &mut rng);
             let mut out = vec![None; METRICS.len()];
@@ -208,11 +241,11 @@ impl Stats {
         let mut by_out: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
         for (i, r) in results.rows.iter().enumerate() {
             let key = |in_lang: &str| {
-                (
-                    r.checkpoint.clone(),
+                Key::new(
+                    &r.checkpoint,
                     r.setting,
-                    in_lang.to_string(),
-                    r.out_lang.clone(),
+                    in_lang,
+                    &r.out_lang,
                     r.start_layer,
                 )
             };
@@ -243,7 +276,10 @@ impl Stats {
         let found: Vec<Estimate> = table
             .iter()
             .filter(|(k, _)| {
-                k.0 == checkpoint && k.1 == Setting::Unpatched && k.2 == in_lang && k.3 == out_lang
+                k.checkpoint == checkpoint
+                    && k.setting == Setting::Unpatched
+                    && k.in_lang == in_lang
+                    && k.out_lang == out_lang
             })
             .filter_map(|(_, v)| v[m])
             .collect();
@@ -270,9 +306,12 @@ impl Stats {
         table
             .iter()
             .filter(|(k, _)| {
-                k.0 == checkpoint && k.1 == setting && k.2 == in_lang && k.3 == out_lang
+                k.checkpoint == checkpoint
+                    && k.setting == setting
+                    && k.in_lang == in_lang
+                    && k.out_lang == out_lang
             })
-            .filter_map(|(k, v)| v[m].map(|e| (k.4, e)))
+            .filter_map(|(k, v)| v[m].map(|e| (k.layer, e)))
             .fold(None, |best: Option<(usize, Estimate)>, (j, e)| match best {
                 Some((_, b)) if b.mean >= e.mean => best,
                 _ => Some((j, e)),
@@ -285,28 +324,28 @@ impl Stats {
         let mut keys: Vec<&Key> = self.by_pair.keys().collect();
         keys.sort_by_key(|k| {
             (
-                order(&k.0),
-                results.settings.iter().position(|s| *s == k.1),
-                k.2.clone(),
-                k.3.clone(),
-                k.4,
+                order(&k.checkpoint),
+                results.settings.iter().position(|s| *s == k.setting),
+                k.in_lang.clone(),
+                k.out_lang.clone(),
+                k.layer,
             )
         });
         let mut records = Vec::new();
         for key in keys {
             let step = results
-                .model(&key.0)
+                .model(&key.checkpoint)
                 .and_then(|m| m.step)
                 .map_or(String::new(), |s| s.to_string());
             for (m, metric) in METRICS.iter().enumerate() {
                 if let Some(e) = self.by_pair[key][m] {
                     records.push([
-                        key.0.clone(),
+                        key.checkpoint.clone(),
                         step.clone(),
-                        key.1.to_string(),
-                        key.2.clone(),
-                        key.3.clone(),
-                        key.4.to_string(),
+                        key.setting.to_string(),
+                        key.in_lang.clone(),
+                        key.out_lang.clone(),
+                        key.layer.to_string(),
                         metric.key.to_string(),
                         e.mean.to_string(),
                         e.lo.to_string(),

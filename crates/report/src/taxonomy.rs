@@ -366,11 +366,27 @@ pub(crate) fn classify_rows(results: &Results, table: &ConceptTable) -> Vec<Clas
         .collect()
 }
 
+/// One cell of the counts. Ordered field by field: training order, then report order of
+/// settings, then start layer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Cell {
+    /// The checkpoint's place in training order.
+    pub checkpoint_order: usize,
+    /// The checkpoint.
+    pub checkpoint: String,
+    /// The setting's place in report order.
+    pub setting_order: usize,
+    /// The setting.
+    pub setting: Setting,
+    /// The start layer.
+    pub layer: usize,
+}
+
 /// Counts per (checkpoint, setting, start layer) and category.
 #[derive(Debug)]
 pub(crate) struct Counts {
-    /// (checkpoint's place in training order, checkpoint, setting's place, setting, layer).
-    pub cells: BTreeMap<(usize, String, usize, Setting, usize), [usize; Category::ALL.len()]>,
+    /// The counts of each cell, one per category.
+    pub cells: BTreeMap<Cell, [usize; Category::ALL.len()]>,
 }
 
 impl Counts {
@@ -388,7 +404,13 @@ impl Counts {
                 .iter()
                 .position(|x| *x == row.setting)
                 .unwrap_or(usize::MAX);
-            let key = (ck, row.checkpoint.clone(), st, row.setting, row.start_layer);
+            let key = Cell {
+                checkpoint_order: ck,
+                checkpoint: row.checkpoint.clone(),
+                setting_order: st,
+                setting: row.setting,
+                layer: row.start_layer,
+            };
             let i = Category::ALL
                 .iter()
                 .position(|x| *x == c.category)
@@ -409,16 +431,21 @@ impl Counts {
 
     /// Per (checkpoint, setting), summed over start layers, in report order.
     pub fn by_checkpoint_setting(&self) -> Vec<(String, Setting, [usize; Category::ALL.len()])> {
-        let mut acc: BTreeMap<(usize, String, usize, Setting), [usize; Category::ALL.len()]> =
-            BTreeMap::new();
-        for ((ck, c, st, s, _), counts) in &self.cells {
-            let e = acc.entry((*ck, c.clone(), *st, *s)).or_default();
+        // The same cells with every start layer at 0: summed per (checkpoint, setting).
+        let mut acc: BTreeMap<Cell, [usize; Category::ALL.len()]> = BTreeMap::new();
+        for (cell, counts) in &self.cells {
+            let e = acc
+                .entry(Cell {
+                    layer: 0,
+                    ..cell.clone()
+                })
+                .or_default();
             for (a, b) in e.iter_mut().zip(counts) {
                 *a += b;
             }
         }
         acc.into_iter()
-            .map(|((_, c, _, s), counts)| (c, s, counts))
+            .map(|(cell, counts)| (cell.checkpoint, cell.setting, counts))
             .collect()
     }
 
@@ -428,11 +455,15 @@ impl Counts {
             .into_iter()
             .chain(Category::ALL.iter().map(|c| c.name()))
             .collect();
-        let records = self.cells.iter().map(|((_, c, _, s, j), counts)| {
-            [c.clone(), s.to_string(), j.to_string()]
-                .into_iter()
-                .chain(counts.iter().map(|n| n.to_string()))
-                .collect::<Vec<_>>()
+        let records = self.cells.iter().map(|(cell, counts)| {
+            [
+                cell.checkpoint.clone(),
+                cell.setting.to_string(),
+                cell.layer.to_string(),
+            ]
+            .into_iter()
+            .chain(counts.iter().map(|n| n.to_string()))
+            .collect::<Vec<_>>()
         });
         crate::csv_text(&header, records)
     }

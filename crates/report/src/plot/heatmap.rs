@@ -15,7 +15,7 @@ use super::style::{
 };
 use crate::Error;
 use crate::input::Results;
-use crate::stats::Stats;
+use crate::stats::{Key, Stats};
 
 pub(super) struct HeatPanel {
     label: String,
@@ -201,7 +201,7 @@ pub(super) fn heatmap_plots(
                 .map(|ck| {
                     (0..results.layers)
                         .map(|j| {
-                            let key = (ck.to_string(), setting, in_l.clone(), out_l.clone(), j);
+                            let key = Key::new(ck, setting, in_l, out_l, j);
                             Stats::get(&stats.by_pair, &key, m).map(|e| e.mean)
                         })
                         .collect()

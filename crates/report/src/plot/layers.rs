@@ -14,7 +14,7 @@ use super::style::{
 };
 use crate::Error;
 use crate::input::Results;
-use crate::stats::{Estimate, METRICS, Stats};
+use crate::stats::{Estimate, Key, METRICS, Stats};
 
 pub(super) struct Curve {
     metric: usize,
@@ -132,7 +132,7 @@ pub(super) fn layer_plots(
                 for &m in &metrics {
                     let points: Vec<(usize, Estimate)> = (0..results.layers)
                         .filter_map(|j| {
-                            let key = (ck.to_string(), setting, in_l.clone(), out_l.clone(), j);
+                            let key = Key::new(ck, setting, in_l, out_l, j);
                             Stats::get(&stats.by_pair, &key, m).map(|e| (j, e))
                         })
                         .collect();
