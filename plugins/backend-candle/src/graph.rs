@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Dtype, Tensor};
+use candle_core::{DType, Device, Tensor};
 use prost::Message;
 
 use crate::onnx::{GraphProto, ModelProto, NodeProto, TensorProto, data_type};
@@ -68,7 +68,7 @@ impl Value {
 #[derive(Debug, Clone)]
 pub(crate) struct Ctx {
     pub device: Device,
-    pub dtype: Dtype,
+    pub dtype: DType,
 }
 
 /// An evaluation error; the graph and node are added by [`Graph::run`].
@@ -439,7 +439,7 @@ mod tests {
     fn ctx() -> Ctx {
         Ctx {
             device: Device::Cpu,
-            dtype: Dtype::F32,
+            dtype: DType::F32,
         }
     }
 

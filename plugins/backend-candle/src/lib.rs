@@ -22,7 +22,7 @@ mod ops;
 
 use std::path::PathBuf;
 
-use candle_core::{Device, Dtype, Tensor};
+use candle_core::{DType, Device, Tensor};
 use xlpatch_abi::{
     Backend, Create, LayerRun, ModelInfo, Params, PluginError, StatusCode, TensorMut, TensorRef,
     declare_plugin,
@@ -82,9 +82,9 @@ impl Create for CandleBackend {
         })?);
         let device = parse_device(params.get("device").unwrap_or("cpu"))?;
         let dtype = match params.get("dtype").unwrap_or("f32") {
-            "f32" => Dtype::F32,
-            "f16" => Dtype::F16,
-            "bf16" => Dtype::BF16,
+            "f32" => DType::F32,
+            "f16" => DType::F16,
+            "bf16" => DType::BF16,
             other => {
                 return Err(PluginError::invalid(format!(
                     "parameter dtype={other:?} is not f32, f16 or bf16"
@@ -186,7 +186,7 @@ fn copy_out(name: &str, v: &Value, out: &mut TensorMut<'_, f32>) -> Result<(), P
         )));
     }
     let data = t
-        .to_dtype(Dtype::F32)
+        .to_dtype(DType::F32)
         .and_then(|t| t.flatten_all())
         .and_then(|t| t.to_vec1::<f32>())
         .map_err(|e| PluginError::internal(format!("cannot read output `{name}`: {e}")))?;

@@ -3,7 +3,7 @@
 //! ONNX operator specification. An operator outside [`SUPPORTED`] is refused when a graph is
 //! loaded, naming operator and graph; adding one is an entry here and a match arm in [`eval`].
 
-use candle_core::{D, Dtype, Tensor};
+use candle_core::{D, DType, Tensor};
 
 use crate::graph::{Ctx, EvalError, Host, Result, Value, err};
 use crate::onnx::{NodeProto, data_type};
@@ -285,7 +285,7 @@ pub(crate) fn eval(n: &NodeProto, args: &[Option<&Value>], ctx: &Ctx) -> Result<
                 (data_type::FLOAT, Value::I(h)) => Value::F(upload_f(h, ctx)?),
                 (data_type::FLOAT, Value::B(h)) => Value::F(
                     upload_u8(h, ctx)?
-                        .to_dtype(Dtype::F32)?
+                        .to_dtype(DType::F32)?
                         .to_dtype(ctx.dtype)?,
                 ),
                 (data_type::BOOL, Value::I(h)) => Value::B(Host::new(
