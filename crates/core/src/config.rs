@@ -409,8 +409,10 @@ impl SweepConfig {
     }
 
     /// The model directories: each entry resolved against `base`, a `*` in the last
-    /// component expanded to the directories holding a `manifest.json`; ordered by the
-    /// manifests' training step (then by path).
+    /// component expanded to the matching directories (each must hold a `manifest.json`);
+    /// ordered by training step: the manifest's, else the last number in the directory's
+    /// name (so `step_16` comes before `step_1024`). A series of several checkpoints with a
+    /// checkpoint whose step is unknown is refused: it has no order.
     pub fn model_dirs(&self, base: &Path) -> Result<Vec<PathBuf>, Error> {
         let mut dirs = Vec::new();
         for entry in &self.models {
@@ -436,13 +438,21 @@ impl SweepConfig {
                             n.len() >= pre.len() + post.len()
                                 && n.starts_with(pre)
                                 && n.ends_with(post)
-                        }) && p.join("manifest.json").is_file()
+                        }) && p.is_dir()
                     })
                     .collect();
                 if found.is_empty() {
                     return Err(Error::Config(ConfigError::NoMatch {
                         entry: entry.clone(),
                         dir: parent.to_path_buf(),
+                    }));
+                }
+                found.sort();
+                // Skipping one silently would leave a hole in the emergence curve.
+                if let Some(dir) = found.iter().find(|p| !p.join("manifest.json").is_file()) {
+                    return Err(Error::Config(ConfigError::NoManifest {
+                        entry: entry.clone(),
+                        dir: dir.clone(),
                     }));
                 }
                 found.sort();
@@ -453,12 +463,48 @@ impl SweepConfig {
         }
         let mut keyed = Vec::with_capacity(dirs.len());
         for dir in dirs {
-            let step = xlpatch_model::Manifest::read(&dir)?.step;
+            let step = xlpatch_model::Manifest::read(&dir)?
+                .step
+                .or_else(|| step_in_name(&dir));
             keyed.push((step, dir));
         }
         keyed.sort();
         keyed.dedup();
+        if keyed.len() > 1
+            && let Some((_, dir)) = keyed.iter().find(|(step, _)| step.is_none())
+        {
+            return Err(Error::Config(ConfigError::NoStep { dir: dir.clone() }));
+        }
         Ok(keyed.into_iter().map(|(_, d)| d).collect())
+    }
+}
+
+/// The training step a checkpoint directory's name gives: the number after its last `step`
+/// or `iter` (`step_1024`, `iter_0002000`, `stage1-step10000-tokens21B` → 10000), else its
+/// only number (`ckpt_300`); none when the name has no number, or several and no marker.
+fn step_in_name(dir: &Path) -> Option<u64> {
+    let name = dir.file_name()?.to_string_lossy().to_lowercase();
+    let number_after = |at: usize| {
+        let digits: String = name[at..]
+            .trim_start_matches(['_', '-'])
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    for marker in ["step", "iter"] {
+        if let Some(at) = name.rfind(marker)
+            && let Some(n) = number_after(at + marker.len())
+        {
+            return Some(n);
+        }
+    }
+    let mut numbers = name
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|part| !part.is_empty());
+    match (numbers.next(), numbers.next()) {
+        (Some(only), None) => only.parse().ok(),
+        _ => None,
     }
 }
 
@@ -546,6 +592,18 @@ mod tests {
     }
 
     #[test]
+    fn steps_are_read_from_the_names_of_every_series() {
+        let step = |n: &str| step_in_name(Path::new(n));
+        assert_eq!(step("step_1024"), Some(1024));
+        assert_eq!(step("iter_0002000"), Some(2000));
+        assert_eq!(step("stage1-step10000-tokens21B"), Some(10000));
+        assert_eq!(step("global_step300"), Some(300));
+        assert_eq!(step("ckpt_042"), Some(42));
+        assert_eq!(step("final"), None);
+        assert_eq!(step("v2-run3"), None);
+    }
+
+    #[test]
     fn model_globs_expand_and_order_by_step() {
         let dir = tempfile::tempdir().unwrap();
         use xlpatch_model::{AttentionType, Dtype, MANIFEST_VERSION, Manifest};
@@ -584,7 +642,6 @@ mod tests {
             m.step = Some(step);
             m.save(&d).unwrap();
         }
-        std::fs::create_dir_all(dir.path().join("step_empty")).unwrap();
         let c = SweepConfig {
             models: vec!["step_*".into()],
             ..SweepConfig::default()
@@ -595,6 +652,50 @@ mod tests {
             .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["step_2", "step_10"]);
+
+        // Without steps in the manifests, the numbers in the names order the series
+        // naturally (a path sort put step_1024 before step_16).
+        for name in ["step_16", "step_1024", "step_0"] {
+            let d = dir.path().join("nostep").join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            m.step = None;
+            m.save(&d).unwrap();
+        }
+        let c = SweepConfig {
+            models: vec!["nostep/step_*".into()],
+            ..SweepConfig::default()
+        };
+        let names: Vec<_> = c
+            .model_dirs(dir.path())
+            .unwrap()
+            .iter()
+            .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["step_0", "step_16", "step_1024"]);
+
+        // A checkpoint with neither a step nor a number: no order, refused, named.
+        let d = dir.path().join("nostep").join("step_final");
+        std::fs::create_dir_all(&d).unwrap();
+        m.save(&d).unwrap();
+        let err = c.model_dirs(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("step_final") && err.contains("--step"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+
+        // A matching directory without a manifest (an interrupted export) is an error
+        // naming it, not a silent hole in the series.
+        std::fs::create_dir_all(dir.path().join("step_empty")).unwrap();
+        let c = SweepConfig {
+            models: vec!["step_*".into()],
+            ..SweepConfig::default()
+        };
+        let err = c.model_dirs(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("step_empty") && err.contains("no manifest.json"),
+            "{err}"
+        );
         let none = SweepConfig {
             models: vec!["nope_*".into()],
             ..SweepConfig::default()

@@ -108,6 +108,29 @@ pub enum ConfigError {
         /// The first checkpoint.
         first: PathBuf,
     },
+    /// A directory a glob matches has no manifest (an interrupted or missing export).
+    #[error(
+        "models {entry:?}: {} has no manifest.json (an interrupted export?): export it again, \
+         or move it out of the series",
+        dir.display()
+    )]
+    NoManifest {
+        /// The `models` entry.
+        entry: String,
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A checkpoint of a series whose training step cannot be known, so the series has no
+    /// order.
+    #[error(
+        "{} has no training step in its manifest and no number in its name, so the series \
+         cannot be ordered: export it with --step N (or name its directory step_N)",
+        dir.display()
+    )]
+    NoStep {
+        /// The checkpoint.
+        dir: PathBuf,
+    },
     /// Two checkpoints with one directory name.
     #[error("two checkpoints are named {0:?}: results name checkpoints by directory")]
     DuplicateCheckpoint(String),
