@@ -1,4 +1,4 @@
-"""The GPU check of backend-candle (issue 16), run on a machine with an NVIDIA GPU, PyTorch and
+"""The GPU check of backend-candle, run on a machine with an NVIDIA GPU, PyTorch and
 transformers, from the repository root, with the kit `cargo xtask gpu-check` builds:
 
     python3 bench/gpu/check.py --kit target/gpu-check [--out DIR] [--budget 420]
@@ -24,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -177,8 +178,8 @@ def per_target(times: list[float]) -> float:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--kit", type=Path, default=ROOT / "target/gpu-check")
-    p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/gpu-check")))
-    p.add_argument("--work", type=Path, default=Path("/tmp/xlpatch-gpu"))
+    p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", tempfile.gettempdir() + "/gpu-check")))
+    p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "xlpatch-gpu")
     p.add_argument("--budget", type=float, default=420.0)
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

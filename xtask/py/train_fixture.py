@@ -1,5 +1,5 @@
 """Trains the fixture checkpoint series: a tiny multilingual Llama model, from random init, on
-few-shot word-translation blocks built from the project's concept table (DESIGN §1 prompt format),
+few-shot word-translation blocks built from the project's concept table (the prompt format of docs/method.md),
 saved at logarithmically spaced steps and evaluated at each. Run from the repo root:
 
     .cache/py/bin/python xtask/py/train_fixture.py --out .cache/fixture-train [--install fixtures/series]

@@ -137,7 +137,7 @@ pub(crate) fn gpu_check() -> Result<()> {
     println!(
         "built the GPU kit: {} ({:.1} MiB)\n\nRun on the GPU machine, from the repository \
          root, with `{}` carried (under 8 minutes):\n\n    python3 bench/gpu/check.py --kit {} \
-         --out \"${{OUT:-/tmp/gpu-check}}\"\n",
+         --out \"${{OUT:?set OUT to the output folder}}\"\n",
         kit.display(),
         total as f64 / (1 << 20) as f64,
         rel.display(),

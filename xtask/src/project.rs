@@ -1,4 +1,4 @@
-//! `cargo xtask project-study`: what the seed paper's full study would cost (issue 15).
+//! `cargo xtask project-study`: what the seed paper's full study would cost.
 //!
 //! The study: 30 checkpoints × 110 target language pairs (11 languages) × 256 concept pairs ×
 //! 6 settings × every start layer of EuroLLM-1.7B. A sweep computes it in *units*, one target
@@ -220,7 +220,7 @@ pub(crate) fn project() -> Result<()> {
          | sweep wall time, model load included | {sweep_s:.0} s |\n\
          | grid | {CHECKPOINTS} checkpoints × {TARGET_PAIRS} target pairs × {CONCEPT_PAIRS} concept pairs = {units} units |\n\
          | **CPU** | **{core_hours:.0} core-hours** ({:.1} core-years) at 1 intra-op thread per task |\n\
-         | GPU | from the GPU issue, not measured |\n\
+         | GPU | not measured yet (`cargo xtask gpu-check`) |\n\
          | model loads | one per task: {CHECKPOINTS} × shards (`xlpatch slurm submit --shards`) |",
         bytes as f64 / 1e9,
         rows / UNITS,

@@ -1,5 +1,5 @@
 //! `cargo xtask slurm-up` / `slurm-down`: a one-node Slurm cluster on this machine for the
-//! tests of `xlpatch slurm` (issue 15), with Debian's packages and no systemd.
+//! tests of `xlpatch slurm`, with Debian's packages and no systemd.
 //!
 //! `slurm-up` installs `slurmctld`, `slurmd`, `slurm-client` and `munge` with apt-get when they
 //! are missing (as root), writes a munge key, `slurm.conf` and `cgroup.conf` into a state

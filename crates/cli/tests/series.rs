@@ -1,4 +1,4 @@
-//! Hub series through the real `xlpatch` binary and a hub stand-in on 127.0.0.1 (issue 13):
+//! Hub series through the real `xlpatch` binary and a hub stand-in on 127.0.0.1:
 //! listed, selected, downloaded, exported, swept and deleted, equal to a sweep over the same
 //! checkpoints exported locally; killed with SIGKILL during a download, an export and a
 //! sweep, and resumed without re-downloading finished files; a corrupt download refused;

@@ -1,4 +1,4 @@
-//! `xlpatch slurm` on a real Slurm (issue 15): a study over the committed fixture series runs
+//! `xlpatch slurm` on a real Slurm: a study over the committed fixture series runs
 //! as job arrays (split at the cluster's `MaxArraySize`, at most 2 tasks at once) with a merge
 //! job that depends on them, and its merged results equal a single-process sweep byte for
 //! byte; a task cancelled with `scancel` in the middle of its units resumes on resubmission

@@ -2,7 +2,7 @@
 //! (`hf-hub` and ureq) is exercised over real HTTP with nothing mocked below it.
 //!
 //! It serves one model repository's branches and tags with the endpoints and headers the
-//! hub's clients read (DESIGN §6): `GET /api/models/{repo}/refs`,
+//! hub's clients read: `GET /api/models/{repo}/refs`,
 //! `GET /api/models/{repo}/revision/{rev}`, `GET /api/models/{repo}/tree/{rev}?recursive=true`
 //! (two entries a page, `Link: <…>; rel="next"`), and `HEAD`/`GET
 //! /{repo}/resolve/{rev}/{file}` with `ETag` (the sha256 for LFS files, as the hub's

@@ -1,4 +1,4 @@
-//! A sweep as Slurm work (issue 15).
+//! A sweep as Slurm work.
 //!
 //! A *study* is one sweep config run as a job array on a cluster whose nodes share a
 //! filesystem. [`plan`] divides it into *tasks*, one per checkpoint and shard, so that a task
