@@ -382,6 +382,18 @@ pub struct ModelInfo {
 impl ModelInfo {
     /// The size of the fields ABI v2 defines: a plugin that fills less is refused.
     pub const V2_SIZE: u32 = 28;
+
+    /// Refuses a token id outside the vocabulary, before a backend indexes its embedding with
+    /// it (every backend's `embed` starts with this).
+    pub fn check_token_ids(&self, ids: &[i64]) -> Result<(), PluginError> {
+        match ids.iter().find(|&&i| i < 0 || i >= i64::from(self.vocab)) {
+            Some(bad) => Err(PluginError::invalid(format!(
+                "token id {bad} is outside the model's vocabulary of {}",
+                self.vocab
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Default for ModelInfo {

@@ -248,16 +248,7 @@ impl Backend for OrtBackend {
         ids: TensorRef<'_, i64>,
         mut hidden: TensorMut<'_, f32>,
     ) -> Result<(), PluginError> {
-        if let Some(bad) = ids
-            .data()
-            .iter()
-            .find(|&&i| i < 0 || i >= i64::from(self.info.vocab))
-        {
-            return Err(PluginError::invalid(format!(
-                "token id {bad} is outside the model's vocabulary of {}",
-                self.info.vocab
-            )));
-        }
+        self.info.check_token_ids(ids.data())?;
         let outputs = self
             .embed
             .run(ort::inputs!["input_ids" => input(&ids)?])
