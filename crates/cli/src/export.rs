@@ -72,19 +72,24 @@ pub(crate) struct InspectArgs {
     /// An exported model directory.
     model: PathBuf,
     /// Skip checking file hashes (faster on large models).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "verify")]
     no_verify: bool,
+    /// Read every file to check its hash (by default a file whose size and modification
+    /// time are unchanged since its hash was verified is not read again).
+    #[arg(long)]
+    verify: bool,
     /// Print the manifest as JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub(crate) fn inspect(args: InspectArgs) -> Result<()> {
-    let m = if args.no_verify {
-        Manifest::read(&args.model)?
-    } else {
-        Manifest::load(&args.model)?
-    };
+    let m = Manifest::read(&args.model)?;
+    if args.verify {
+        m.verify_full(&args.model)?;
+    } else if !args.no_verify {
+        m.verify(&args.model)?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&m)?);
         return Ok(());

@@ -33,6 +33,15 @@ pub(crate) struct SweepArgs {
     /// prompts; overrides the config's `prompts`.
     #[arg(long, value_name = "FILE")]
     prompts: Option<PathBuf>,
+    /// Read every model file to check it against its manifest (by default a file whose
+    /// size and modification time are unchanged since its hash was verified is not read
+    /// again).
+    #[arg(long)]
+    verify: bool,
+    /// Run prompts longer than a checkpoint's context length with a warning instead of
+    /// refusing them; sets the config's `allow_beyond_context`.
+    #[arg(long)]
+    allow_beyond_context: bool,
     #[command(flatten)]
     hub: crate::series::SeriesSweepArgs,
 }
@@ -84,6 +93,8 @@ pub(crate) fn sweep(args: SweepArgs, plugin_dirs: &[PathBuf]) -> Result<()> {
     if let Some(n) = args.target_batch {
         config.target_batch = n;
     }
+    config.verify |= args.verify;
+    config.allow_beyond_context |= args.allow_beyond_context;
     if let Some(file) = &args.prompts {
         // Relative to where the command runs, like every other path on the command line.
         let file = std::path::absolute(file)

@@ -242,6 +242,17 @@ pub struct SweepConfig {
     /// slower on the fixture series, no consistent gain on Gemma-3-270M at 1.6× the memory);
     /// it is meant for backends whose calls have a large fixed cost.
     pub target_batch: usize,
+    /// Run prompts longer than a checkpoint's context length (its manifest's
+    /// `context_length`) with a warning instead of refusing them: positions past it were never
+    /// trained, so what a model computes there is not what the study means to measure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_beyond_context: bool,
+    /// Read every byte of every model file to check it against its manifest, instead of
+    /// trusting hashes verified earlier for files whose size and modification time are
+    /// unchanged (`--verify`). Does not change results, so it is not part of the stored
+    /// config.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify: bool,
     /// The prompt template.
     pub template: TemplateConfig,
     /// The plugins.
@@ -273,6 +284,8 @@ impl Default for SweepConfig {
             method: Method::default(),
             threads: 0,
             target_batch: DEFAULT_TARGET_BATCH,
+            allow_beyond_context: false,
+            verify: false,
             template: TemplateConfig::default(),
             plugins: PluginsConfig::default(),
         }

@@ -96,17 +96,26 @@ pub enum ConfigError {
     /// `models` is empty.
     #[error("no model directory given")]
     NoModels,
-    /// Two checkpoints of a series with different tokenizers.
+    /// A checkpoint that does not belong to the series of the first one: another
+    /// architecture, another size, or another tokenizer.
     #[error(
-        "{} has another tokenizer than {}: a series must share its tokenizer",
+        "{} does not belong to the series of {}: its {field} is {value}, not {first_value}; a \
+         series must share architecture, sizes and tokenizer: move it out of the series (or \
+         re-export it from the right checkpoint, with the series' tokenizer)",
         dir.display(),
         first.display()
     )]
-    OtherTokenizer {
+    NotOneSeries {
         /// The checkpoint that differs.
         dir: PathBuf,
-        /// The first checkpoint.
+        /// The first checkpoint of the series.
         first: PathBuf,
+        /// The manifest field that differs.
+        field: &'static str,
+        /// Its value in `dir`.
+        value: String,
+        /// Its value in `first`.
+        first_value: String,
     },
     /// A directory a glob matches has no manifest (an interrupted or missing export).
     #[error(

@@ -71,4 +71,24 @@ pub enum Error {
     /// The concept table refused a lookup.
     #[error(transparent)]
     Concepts(#[from] xlpatch_concepts::Error),
+    /// A model computed NaN or an infinity: its weights (or activations) are broken, and a
+    /// probability computed from them means nothing.
+    #[error(
+        "{checkpoint}: {what} is {value} for prompt {prompt}{}: the model's weights or \
+         activations hold NaN or infinity, so nothing is written for this prompt; check the \
+         checkpoint (e.g. with `xlpatch predict`) and export it again from intact weights",
+        layer.map(|l| format!(" at layer {l}")).unwrap_or_default()
+    )]
+    NonFinite {
+        /// The checkpoint (its directory or name).
+        checkpoint: String,
+        /// The prompt: a sweep's item key, or the text.
+        prompt: String,
+        /// The start layer of the patched run, or the first block whose output is not finite.
+        layer: Option<usize>,
+        /// What is not finite (`P(next token)`, a metric column, the logits).
+        what: String,
+        /// The value found.
+        value: f32,
+    },
 }

@@ -1,5 +1,5 @@
-//! Sweeps end to end on a two-checkpoint "series" (the tiny Llama at step 1 and the tiny
-//! Gemma 3 at step 2, both exported with a character-level tokenizer): rows, the identity
+//! Sweeps end to end on a two-checkpoint "series" (the tiny Gemma 3 at steps 1 and 2,
+//! exported with a character-level tokenizer): rows, the identity
 //! control, the naive method agreeing with the incremental one, resuming after a kill,
 //! sharding and merging.
 
@@ -84,8 +84,8 @@ fn a_sweep_writes_rows_resumes_and_shards() {
     assert_eq!((outcome.ran, outcome.resumed, outcome.total), (6, 0, 6));
     assert_eq!(seen, [1, 2, 3, 4, 5, 6]);
     let rows = read_rows(&full).unwrap();
-    // 3 concept pairs x 6 settings x (3 layers + 6 layers).
-    assert_eq!(rows.len(), 3 * 6 * (3 + 6));
+    // 3 concept pairs x 6 settings x (6 layers + 6 layers).
+    assert_eq!(rows.len(), 3 * 6 * (6 + 6));
     for r in &rows {
         assert!(r.rank_src_out >= 1 && r.rank_tgt_out >= 1);
         assert!((0.0..=1.0 + 1e-6).contains(&r.p_src_out), "{r:?}");
@@ -302,4 +302,71 @@ fn a_prompt_set_replays_exactly() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("torn.jsonl") && err.contains("line "), "{err}");
+}
+
+/// A series shares architecture, sizes and tokenizer: a checkpoint of another architecture,
+/// of another width, or with another tokenizer is refused before anything is written, with
+/// its directory, the field, both values and the fix named.
+#[test]
+fn a_series_of_mixed_models_is_refused() {
+    let registry = registry();
+    let root = tempfile::tempdir().unwrap();
+    let series = series(root.path());
+    let base = Path::new("/");
+    let refused = |what: &str, dir: &Path| {
+        let out = root.path().join(format!("out-{what}"));
+        let err = run(
+            &config(&series),
+            &registry,
+            base,
+            &out,
+            Shard::default(),
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!out.exists(), "{what}: the refused sweep wrote {}", out.display());
+        assert!(
+            err.contains(&dir.display().to_string())
+                && err.contains("does not belong to the series of")
+                && err.contains("move it out of the series"),
+            "{what}: {err}"
+        );
+        err
+    };
+
+    // Another architecture (the tiny Llama among tiny Gemma 3 checkpoints).
+    let odd = series.join("step_3");
+    xlpatch_testkit::export_into("llama", &odd, &xlpatch_testkit::char_tokenizer(&xlpatch_testkit::alphabet()), 3);
+    let err = refused("architecture", &odd);
+    assert!(
+        err.contains("its architecture is LlamaForCausalLM, not Gemma3ForCausalLM"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&odd).unwrap();
+
+    // Another width: the same architecture with d 128 instead of 64 (the manifest is what
+    // the plan reads; no model is opened before the check).
+    std::fs::create_dir_all(&odd).unwrap();
+    for entry in std::fs::read_dir(series.join("step_2")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), odd.join(entry.file_name())).unwrap();
+    }
+    let manifest = odd.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains("\"hidden_size\": 64"), "{text}");
+    std::fs::write(
+        &manifest,
+        text.replace("\"hidden_size\": 64", "\"hidden_size\": 128"),
+    )
+    .unwrap();
+    let err = refused("width", &odd);
+    assert!(err.contains("its hidden_size is 128, not 64"), "{err}");
+    std::fs::remove_dir_all(&odd).unwrap();
+
+    // Another tokenizer (one more character, so other ids).
+    let other = xlpatch_testkit::char_tokenizer(&(xlpatch_testkit::alphabet() + "@"));
+    xlpatch_testkit::export_into("gemma3", &odd, &other, 3);
+    let err = refused("tokenizer", &odd);
+    assert!(err.contains("its tokenizer is sha256 "), "{err}");
 }

@@ -4,8 +4,13 @@
 //!
 //! **API boundary:** the manifest's JSON form. Readers refuse a `format_version` they do not
 //! know, and [`Manifest::load`] refuses a directory whose files do not hash to what the manifest
-//! says, naming the file, so a sweep never runs on a half-copied or edited model.
+//! says, naming the file, so a sweep never runs on a half-copied or edited model. Hashes
+//! verified once are remembered by path, size and modification time (the `cache` module), so
+//! that a large export is not read again on every open; [`Manifest::verify_full`] reads
+//! every byte.
 #![deny(missing_docs)]
+
+mod cache;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -231,27 +236,76 @@ impl Manifest {
         Ok(m)
     }
 
-    /// Reads `<dir>/manifest.json` and checks the sha256 of every file it lists.
+    /// Reads `<dir>/manifest.json` and checks the sha256 of every file it lists (a file
+    /// unchanged since its hash was last verified is not read again; see [`Manifest::verify`]).
     pub fn load(dir: &Path) -> Result<Manifest, ModelError> {
         let m = Manifest::read(dir)?;
         m.verify(dir)?;
         Ok(m)
     }
 
-    /// Checks the sha256 of every listed file in `dir`.
+    /// Checks the sha256 of every listed file in `dir`, reusing the hash verified earlier
+    /// for a file whose path, size and modification time are unchanged (kept in the user's
+    /// cache directory); any other file is read and hashed.
     pub fn verify(&self, dir: &Path) -> Result<(), ModelError> {
+        self.verify_with(dir, cache::default_path(), false)
+    }
+
+    /// Checks the sha256 of every listed file in `dir`, reading every byte (`--verify`), and
+    /// remembers the hashes for [`Manifest::verify`].
+    pub fn verify_full(&self, dir: &Path) -> Result<(), ModelError> {
+        self.verify_with(dir, cache::default_path(), true)
+    }
+
+    /// The check of [`Manifest::verify`] with the cache in `cache_file` (none: no cache);
+    /// `full` ignores cached hashes.
+    fn verify_with(
+        &self,
+        dir: &Path,
+        cache_file: Option<PathBuf>,
+        full: bool,
+    ) -> Result<(), ModelError> {
+        let mut cache = cache::HashCache::open(cache_file);
+        let mut result = Ok(());
         for (name, expected) in &self.files {
             let file = dir.join(name);
-            let found = sha256_file(&file)?;
+            let key = std::fs::canonicalize(&file).ok();
+            let stat = cache::Stat::of(&file);
+            let cached = match (&key, stat) {
+                (Some(k), Some(s)) if !full => cache.get(k, s).map(str::to_string),
+                _ => None,
+            };
+            let found = match cached {
+                Some(sha) => sha,
+                None => {
+                    let started = std::time::SystemTime::now();
+                    let sha = match sha256_file(&file) {
+                        Ok(sha) => sha,
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    };
+                    // Stored only if the file did not change while it was read.
+                    if let (Some(k), Some(s)) = (key, stat)
+                        && cache::Stat::of(&file) == Some(s)
+                    {
+                        cache.put(k, s, started, sha.clone());
+                    }
+                    sha
+                }
+            };
             if &found != expected {
-                return Err(ModelError::HashMismatch {
+                result = Err(ModelError::HashMismatch {
                     path: file,
                     expected: expected.clone(),
                     found,
                 });
+                break;
             }
         }
-        Ok(())
+        cache.save();
+        result
     }
 
     /// Writes the manifest to `<dir>/manifest.json`.
@@ -351,6 +405,69 @@ mod tests {
                 .contains("layer_0.onnx does not match its manifest"),
             "{err}"
         );
+    }
+
+    /// Sets `path`'s modification time to `t`.
+    fn set_mtime(path: &Path, t: std::time::SystemTime) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+
+    #[test]
+    fn verified_hashes_are_cached_and_changed_files_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = cache_dir.path().join("hashes.json");
+        let m = sample(dir.path());
+        let hour = std::time::Duration::from_secs(3600);
+        let then = std::time::SystemTime::now() - hour;
+        for name in m.files.keys() {
+            set_mtime(&dir.path().join(name), then);
+        }
+        let verify = |full| m.verify_with(dir.path(), Some(cache.clone()), full);
+        verify(false).unwrap();
+        let cached = std::fs::read_to_string(&cache).unwrap();
+        assert_eq!(cached.matches("\"sha256\"").count(), 3, "{cached}");
+
+        // Same size, same modification time, other bytes: only a full check reads them
+        // (which shows that the cached hash was used).
+        let layer = dir.path().join("layer_0.onnx");
+        std::fs::write(&layer, b"LAYER_0.ONNX").unwrap();
+        set_mtime(&layer, then);
+        verify(false).unwrap();
+        let err = verify(true).unwrap_err();
+        assert!(matches!(err, ModelError::HashMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("layer_0.onnx"), "{err}");
+
+        // Restored: cached again. Then a changed modification time, or a changed size, makes
+        // the file be hashed again and the mismatch caught.
+        std::fs::write(&layer, b"layer_0.onnx").unwrap();
+        set_mtime(&layer, then);
+        verify(true).unwrap();
+        std::fs::write(&layer, b"LAYER_0.ONNX").unwrap();
+        set_mtime(&layer, then + hour / 2);
+        assert!(matches!(verify(false), Err(ModelError::HashMismatch { .. })));
+        std::fs::write(&layer, b"layer_0.onnx, edited").unwrap();
+        set_mtime(&layer, then);
+        assert!(matches!(verify(false), Err(ModelError::HashMismatch { .. })));
+
+        // A file modified moments ago is hashed but not cached (a write in the same
+        // timestamp tick would go unseen).
+        std::fs::write(&layer, b"layer_0.onnx").unwrap();
+        verify(false).unwrap();
+        let cached = std::fs::read_to_string(&cache).unwrap();
+        assert!(!cached.contains("layer_0.onnx"), "{cached}");
+        assert_eq!(cached.matches("\"sha256\"").count(), 2, "{cached}");
+
+        // An unwritable cache location only costs the hashing.
+        let blocked = cache_dir.path().join("file");
+        std::fs::write(&blocked, b"").unwrap();
+        m.verify_with(dir.path(), Some(blocked.join("hashes.json")), false)
+            .unwrap();
     }
 
     #[test]

@@ -55,14 +55,38 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// A result row does not fit [`Row`].
-    #[error("{}: a row of unit {unit:?}: {source}", path.display())]
+    #[error(
+        "{}: line {line}: a row of unit {unit:?}: {source}{}",
+        path.display(),
+        if *null {
+            " (a NaN or an infinity that an older xlpatch wrote as null: delete the unit's \
+             lines and resume the sweep to compute it again)"
+        } else {
+            ""
+        }
+    )]
     Row {
         /// The file.
         path: PathBuf,
+        /// The line (1-based).
+        line: usize,
         /// The row's unit.
         unit: String,
+        /// Whether the row holds a null where a number belongs.
+        null: bool,
         /// What serde_json reported.
         source: serde_json::Error,
+    },
+    /// A row to write holds NaN or an infinity (JSON has no such number: it would be
+    /// written as null and the results directory could not be read back).
+    #[error("unit {unit}: column {column} is {value}; a row with a non-finite value is not written")]
+    NonFinite {
+        /// The unit.
+        unit: String,
+        /// The column.
+        column: String,
+        /// The value.
+        value: f32,
     },
     /// A line of `results.jsonl` has no `unit`.
     #[error("{}: line {line}: a row without its unit", path.display())]

@@ -76,6 +76,26 @@ pub struct Row {
     pub per_lang: BTreeMap<String, f32>,
 }
 
+impl Row {
+    /// The first probability column holding NaN or an infinity, with its value.
+    pub(crate) fn non_finite(&self) -> Option<(String, f32)> {
+        [
+            ("p_src_out", self.p_src_out),
+            ("p_tgt_out", self.p_tgt_out),
+            ("p_src_in", self.p_src_in),
+            ("p_tgt_in", self.p_tgt_in),
+            ("p_src_other", self.p_src_other),
+            ("p_tgt_other", self.p_tgt_other),
+            ("p_src_out_aug", self.p_src_out_aug),
+            ("p_tgt_out_aug", self.p_tgt_out_aug),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .chain(self.per_lang.iter().map(|(k, v)| (k.clone(), *v)))
+        .find(|(_, v)| !v.is_finite())
+    }
+}
+
 /// The keys of a JSON object in the order of its text.
 struct KeysInOrder(Vec<String>);
 

@@ -31,6 +31,8 @@ pub const LOCK_FILE: &str = ".lock";
 pub(crate) struct Unit {
     pub(crate) key: String,
     pub(crate) rows: Vec<Value>,
+    /// The line of its first row (1-based; its rows are consecutive lines).
+    pub(crate) line: usize,
 }
 
 /// What [`read_units`] found.
@@ -77,6 +79,7 @@ pub(crate) fn read_units(path: &Path) -> Result<Units, Error> {
             _ => units.push(Unit {
                 key,
                 rows: vec![row],
+                line: i + 1,
             }),
         }
     }
@@ -102,14 +105,20 @@ pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
-fn row_of(path: &Path, v: &Value) -> Result<Row, Error> {
+/// The row of `v`, line `line` of `path`.
+fn row_of(path: &Path, line: usize, v: &Value) -> Result<Row, Error> {
     serde_json::from_value(v.clone()).map_err(|source| Error::Row {
         path: path.to_path_buf(),
+        line,
         unit: v
             .get("unit")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string(),
+        // `step` alone may be null (a checkpoint without one).
+        null: v
+            .as_object()
+            .is_some_and(|o| o.iter().any(|(k, x)| x.is_null() && k != "step")),
         source,
     })
 }
@@ -131,7 +140,8 @@ pub(crate) fn rewrite(
         replace_file(&jsonl_path, text.as_bytes())?;
     }
     let columns = match rows.first() {
-        Some(first) => Some(columns(&row_of(&jsonl_path, first)?)),
+        // The first row is line 1: a file with a dropped unit was rewritten.
+        Some(first) => Some(columns(&row_of(&jsonl_path, 1, first)?)),
         None => None,
     };
     let csv = match &columns {
@@ -230,6 +240,16 @@ impl ResultsWriter {
                 unit: first.unit.clone(),
             });
         }
+        // JSON has no NaN: serde would write null, which no reader takes for a number.
+        for r in rows {
+            if let Some((column, value)) = r.non_finite() {
+                return Err(Error::NonFinite {
+                    unit: r.unit.clone(),
+                    column,
+                    value,
+                });
+            }
+        }
         // Rows are written as serde writes them (f32 in its shortest form); the CSV is made
         // from the JSON text read back, as when it is rebuilt on open.
         let mut text = String::new();
@@ -262,7 +282,7 @@ pub fn read_rows(dir: &Path) -> Result<Vec<Row>, Error> {
     read_units(&path)?
         .complete
         .iter()
-        .flat_map(|u| &u.rows)
-        .map(|v| row_of(&path, v))
+        .flat_map(|u| u.rows.iter().enumerate().map(|(k, v)| (u.line + k, v)))
+        .map(|(line, v)| row_of(&path, line, v))
         .collect()
 }

@@ -291,3 +291,37 @@ fn the_study_of_an_old_config_is_read_from_its_toml() {
     );
     assert_eq!(Study::from_config_toml("seed = 1\n"), None);
 }
+
+/// A row with NaN is refused, not written as null; a directory an older version wrote with a
+/// null in a number column is refused naming the file, the line and the fix.
+#[test]
+fn non_finite_rows_are_not_written_and_old_nulls_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = ResultsWriter::open(dir.path()).unwrap();
+    w.append_unit(&unit("a", 2)).unwrap();
+    let mut bad = unit("b", 2);
+    bad[1].per_lang.insert("p_tgt_de".into(), f32::NAN);
+    let err = w.append_unit(&bad).unwrap_err().to_string();
+    assert!(err.contains("unit b") && err.contains("p_tgt_de") && err.contains("NaN"), "{err}");
+    bad[1].per_lang.remove("p_tgt_de");
+    bad[0].p_src_out = f32::INFINITY;
+    assert!(w.append_unit(&bad).is_err());
+    drop(w);
+    assert_eq!(read_rows(dir.path()).unwrap(), unit("a", 2));
+
+    // What an older sweep left: NaN written as null in unit b's second row (line 4).
+    let old = serde_json::to_string(&unit("b", 2)[1])
+        .unwrap()
+        .replace("\"p_src_out\":0.25", "\"p_src_out\":null");
+    assert!(old.contains("null"), "{old}");
+    let path = dir.path().join(JSONL_FILE);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    writeln!(f, "{}", serde_json::to_string(&unit("b", 2)[0]).unwrap()).unwrap();
+    writeln!(f, "{old}").unwrap();
+    drop(f);
+    let err = read_rows(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("results.jsonl: line 4") && err.contains("unit \"b\"") && err.contains("resume"),
+        "{err}"
+    );
+}

@@ -93,12 +93,13 @@ pub fn alphabet() -> String {
     text
 }
 
-/// A two-checkpoint series in `root/series`: the tiny Llama at step 1 and the tiny Gemma 3 at
-/// step 2, both with a character tokenizer covering the prompts of [`LANGS`].
+/// A two-checkpoint series in `root/series`: the tiny Gemma 3 at steps 1 and 2 (one
+/// architecture, as a series must be; the same weights), with a character tokenizer covering
+/// the prompts of [`LANGS`].
 pub fn series(root: &Path) -> PathBuf {
     let tok = char_tokenizer(&alphabet());
     let dir = root.join("series");
-    export_into("llama", &dir.join("step_1"), &tok, 1);
+    export_into("gemma3", &dir.join("step_1"), &tok, 1);
     export_into("gemma3", &dir.join("step_2"), &tok, 2);
     dir
 }

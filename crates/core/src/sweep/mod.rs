@@ -91,6 +91,7 @@ pub fn run(
     let stored = SweepConfig {
         threads: 0,
         target_batch: crate::config::DEFAULT_TARGET_BATCH,
+        verify: false,
         ..config.clone()
     };
     store_or_check(out, CONFIG_FILE, &stored.to_toml(), &[])?;
@@ -135,6 +136,10 @@ pub fn run(
             .collect();
         if todo.is_empty() {
             continue;
+        }
+        if config.verify {
+            // Every byte read now; the backend's own check then finds the hashes just made.
+            manifest.verify_full(dir)?;
         }
         let mut model = Model::open(registry, dir, &options)?;
         let mut prefixes = PrefixCache::new();

@@ -99,8 +99,6 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
         let manifest = xlpatch_model::Manifest::read(&dir)?;
         models.push((dir, manifest));
     }
-    let tok_hash =
-        |m: &xlpatch_model::Manifest| m.tokenizer.as_ref().and_then(|t| m.files.get(t).cloned());
     let (first_dir, first) = &models[0];
     let Some(tok_file) = &first.tokenizer else {
         return Err(Error::Tokenizer {
@@ -108,11 +106,16 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
             source: TokenizerError::Missing,
         });
     };
-    if let Some((dir, _)) = models.iter().find(|(_, m)| tok_hash(m) != tok_hash(first)) {
-        return Err(Error::Config(ConfigError::OtherTokenizer {
-            dir: dir.clone(),
-            first: first_dir.clone(),
-        }));
+    for (dir, m) in &models[1..] {
+        if let Some((field, value, first_value)) = series_difference(first, m) {
+            return Err(Error::Config(ConfigError::NotOneSeries {
+                dir: dir.clone(),
+                first: first_dir.clone(),
+                field,
+                value,
+                first_value,
+            }));
+        }
     }
     let mut names = std::collections::BTreeSet::new();
     if let Some((dir, _)) = models
@@ -270,6 +273,55 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
         pieces,
         items,
     })
+}
+
+/// The first manifest field in which checkpoint `m` differs from the series' first checkpoint
+/// `first`, with both values: a series shares architecture, every size and the tokenizer
+/// (by content hash), or its curves would compare different models.
+fn series_difference(
+    first: &xlpatch_model::Manifest,
+    m: &xlpatch_model::Manifest,
+) -> Option<(&'static str, String, String)> {
+    if m.architecture != first.architecture {
+        return Some((
+            "architecture",
+            m.architecture.clone(),
+            first.architecture.clone(),
+        ));
+    }
+    let sizes = |m: &xlpatch_model::Manifest| {
+        [
+            ("num_layers", m.num_layers),
+            ("hidden_size", m.hidden_size),
+            ("num_heads", m.num_heads),
+            ("num_kv_heads", m.num_kv_heads),
+            ("head_dim", m.head_dim),
+            ("vocab_size", m.vocab_size),
+            ("intermediate_size", m.intermediate_size),
+        ]
+    };
+    if let Some(((field, a), (_, b))) = sizes(m)
+        .into_iter()
+        .zip(sizes(first))
+        .find(|((_, a), (_, b))| a != b)
+    {
+        return Some((field, a.to_string(), b.to_string()));
+    }
+    if m.layer_types != first.layer_types || m.sliding_window != first.sliding_window {
+        let layout = |m: &xlpatch_model::Manifest| {
+            format!("{:?} (window {:?})", m.layer_types, m.sliding_window)
+        };
+        return Some(("layer_types", layout(m), layout(first)));
+    }
+    let tokenizer = |m: &xlpatch_model::Manifest| {
+        m.tokenizer.as_ref().and_then(|t| m.files.get(t)).cloned()
+    };
+    let shown = |h: Option<String>| {
+        h.map(|h| format!("sha256 {}…", &h[..h.len().min(12)]))
+            .unwrap_or_else(|| "none".to_string())
+    };
+    let (a, b) = (tokenizer(m), tokenizer(first));
+    (a != b).then(|| ("tokenizer", shown(a), shown(b)))
 }
 
 /// A checkpoint's name in results: its directory's name.

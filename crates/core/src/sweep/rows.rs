@@ -88,6 +88,30 @@ impl Units<'_> {
                 per_lang_cols.push((format!("p_src_{l}"), m(plan.tokens.get(src, l))?));
                 per_lang_cols.push((format!("p_tgt_{l}"), m(plan.tokens.get(tgt, l))?));
             }
+            // A NaN or an infinity from the model would be written as null (which no reader
+            // takes for a number) or ranked first: fail the unit, naming where.
+            let non_finite = |what: String, j: usize, value: f32| Error::NonFinite {
+                checkpoint: ctx.name.clone(),
+                prompt: item.key(),
+                layer: Some(j),
+                what: format!("{what} (setting {})", setting.name()),
+                value,
+            };
+            for j in 0..n_layers {
+                if let Some(&bad) = r.probs_at(j).iter().find(|p| !p.is_finite()) {
+                    return Err(non_finite("P(next token)".into(), j, bad));
+                }
+                let columns = sets
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .zip(&p)
+                    .chain(per_lang_cols.iter().map(|(k, v)| (k.as_str(), v)));
+                for (k, v) in columns {
+                    if !v[j].is_finite() {
+                        return Err(non_finite(k.to_string(), j, v[j]));
+                    }
+                }
+            }
             for j in 0..n_layers {
                 let probs = r.probs_at(j);
                 let ids = &r.generations[j];
