@@ -36,6 +36,15 @@ pub(crate) struct PredictArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Read every model file to check it against its manifest (by default a file whose
+    /// size and modification time are unchanged since its hash was verified is not read
+    /// again).
+    #[arg(long)]
+    verify: bool,
+    /// Run a prompt longer than the model's context length, with a warning, instead of
+    /// refusing it.
+    #[arg(long)]
+    allow_beyond_context: bool,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -77,6 +86,11 @@ pub(crate) fn predict(args: PredictArgs, plugin_dirs: &[PathBuf]) -> Result<()> 
         params: args.backend_params.iter().cloned().collect(),
         ..BackendOptions::default()
     };
+    if args.verify {
+        // Every byte read now; the backend's own check then finds the hashes just made.
+        let m = xlpatch_model::Manifest::read(&args.model)?;
+        m.verify_full(&args.model)?;
+    }
     let mut model = Model::open(&registry, &args.model, &options)
         .with_context(|| format!("cannot open {}", args.model.display()))?;
     let prompt = if args.raw {
@@ -93,7 +107,41 @@ pub(crate) fn predict(args: PredictArgs, plugin_dirs: &[PathBuf]) -> Result<()> 
         .into_iter()
         .filter_map(|i| u32::try_from(i).ok())
         .collect();
+    match model.manifest().context_length {
+        None => eprintln!(
+            "warning: {}: the manifest records no context length (an export by an older \
+             xlpatch), so the prompt's length is not checked against it; export again to \
+             record it",
+            args.model.display()
+        ),
+        Some(limit) => {
+            let generated = args.max_new_tokens.saturating_sub(1);
+            if (ids.len() + generated) as u64 > limit {
+                let err = xlpatch_core::ConfigError::BeyondContext {
+                    checkpoint: args.model.clone(),
+                    prompt: "--prompt".into(),
+                    tokens: ids.len(),
+                    generated,
+                    limit,
+                };
+                if !args.allow_beyond_context {
+                    return Err(err.into());
+                }
+                eprintln!("warning: {err} (allowed by --allow-beyond-context)");
+            }
+        }
+    }
     let base = Baseline::run(&mut model, &ids)?;
+    if let Some(&bad) = base.logits().iter().find(|x| !x.is_finite()) {
+        return Err(xlpatch_core::Error::NonFinite {
+            checkpoint: args.model.display().to_string(),
+            prompt: format!("{prompt:?}"),
+            layer: base.first_non_finite_block(),
+            what: "a next-token logit".into(),
+            value: bad,
+        }
+        .into());
+    }
     let stop = |id: u32| eos.contains(&id);
     let generated = base.generate(
         &mut model,

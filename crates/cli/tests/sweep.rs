@@ -55,7 +55,7 @@ fn a_killed_sweep_resumes_without_losing_or_duplicating_rows() {
     std::fs::write(
         &config,
         format!(
-            "models = [{:?}]\nconcepts = {:?}\nlanguages = {:?}\npairs = [[\"fr\", \"de\"], [\"es\", \"it\"]]\nconcept_pairs = 4\nmax_new_tokens = 4\nthreads = 1\n",
+            "models = [{:?}]\nconcepts = {:?}\nlanguages = {:?}\npairs = [[\"fr\", \"de\"], [\"es\", \"it\"]]\nconcept_pairs = 4\nmax_new_tokens = 4\nthreads = 1\nallow_beyond_context = true\n",
             series.join("step_*").display().to_string(),
             concepts.display().to_string(),
             xlpatch_testkit::LANGS,

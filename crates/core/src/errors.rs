@@ -140,6 +140,27 @@ pub enum ConfigError {
         /// The checkpoint.
         dir: PathBuf,
     },
+    /// A prompt longer than a checkpoint's context length.
+    #[error(
+        "prompt {prompt} has {tokens} tokens{} but {} was trained on {limit} positions (its \
+         manifest's context_length): positions past them were never trained; use fewer shots \
+         (n_shots), a shorter template or fewer max_new_tokens, or set allow_beyond_context = \
+         true (--allow-beyond-context) to run it anyway",
+        if *generated > 0 { format!(" (+{generated} generated)") } else { String::new() },
+        checkpoint.display()
+    )]
+    BeyondContext {
+        /// The checkpoint.
+        checkpoint: PathBuf,
+        /// The prompt (a sweep's item key and role).
+        prompt: String,
+        /// Its tokens.
+        tokens: usize,
+        /// Tokens generated after it.
+        generated: usize,
+        /// The checkpoint's context length.
+        limit: u64,
+    },
     /// Two checkpoints with one directory name.
     #[error("two checkpoints are named {0:?}: results name checkpoints by directory")]
     DuplicateCheckpoint(String),

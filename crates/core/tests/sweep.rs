@@ -23,6 +23,9 @@ fn config(series: &Path) -> SweepConfig {
         concept_pairs: 3,
         max_new_tokens: 4,
         threads: 1,
+        // The character tokenizer makes 5-shot prompts of ~200 tokens; the tiny models
+        // (random weights) declare 128 positions.
+        allow_beyond_context: true,
         ..SweepConfig::default()
     }
 }
@@ -369,4 +372,125 @@ fn a_series_of_mixed_models_is_refused() {
     xlpatch_testkit::export_into("gemma3", &odd, &other, 3);
     let err = refused("tokenizer", &odd);
     assert!(err.contains("its tokenizer is sha256 "), "{err}");
+}
+
+/// A prompt longer than a checkpoint's context length is refused, naming its length, the
+/// limit, the checkpoint and the fix; `allow_beyond_context` runs it with a warning. A
+/// manifest that records no context length (an older export) is said once, not refused.
+#[test]
+fn prompts_beyond_the_context_length_are_refused_unless_allowed() {
+    let registry = registry();
+    let root = tempfile::tempdir().unwrap();
+    let series = series(root.path());
+    let base = Path::new("/");
+    let small = SweepConfig {
+        settings: vec![Setting::Tgt, Setting::Unpatched],
+        concept_pairs: 1,
+        max_new_tokens: 2,
+        ..config(&series)
+    };
+    let strict = SweepConfig {
+        allow_beyond_context: false,
+        ..small.clone()
+    };
+    let out = root.path().join("strict");
+    let err = run(&strict, &registry, base, &out, Shard::default(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tokens (+1 generated) but ")
+            && err.contains(&series.join("step_1").display().to_string())
+            && err.contains("trained on 128 positions")
+            && err.contains("fewer shots")
+            && err.contains("allow_beyond_context"),
+        "{err}"
+    );
+    assert!(!out.exists(), "the refused sweep wrote {}", out.display());
+
+    let outcome = run(
+        &small,
+        &registry,
+        base,
+        &root.path().join("allowed"),
+        Shard::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(outcome.ran, 2);
+    assert_eq!(outcome.warnings.len(), 1, "{:?}", outcome.warnings);
+    assert!(
+        outcome.warnings[0].contains("trained on 128 positions"),
+        "{:?}",
+        outcome.warnings
+    );
+
+    // Manifests written before the field existed: not checked, and said so once.
+    for step in ["step_1", "step_2"] {
+        let path = series.join(step).join("manifest.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"context_length\": 128,"), "{text}");
+        std::fs::write(&path, text.replace("\"context_length\": 128,", "")).unwrap();
+    }
+    let outcome = run(
+        &strict,
+        &registry,
+        base,
+        &root.path().join("old"),
+        Shard::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(outcome.ran, 2);
+    assert_eq!(outcome.warnings.len(), 1, "{:?}", outcome.warnings);
+    assert!(
+        outcome.warnings[0].contains("step_1 and 1 other checkpoints")
+            && outcome.warnings[0].contains("records no context length"),
+        "{:?}",
+        outcome.warnings
+    );
+}
+
+/// A checkpoint with NaN weights fails its first unit with an error naming the checkpoint, the
+/// prompt and the layer; no row with a non-finite value is written, and the results directory
+/// stays readable: the rows of the sound checkpoint read back, and a resume fails the same
+/// way (it said "invalid type: null, expected f32", naming nothing).
+#[test]
+fn nan_weights_fail_the_unit_naming_checkpoint_prompt_and_layer() {
+    let registry = registry();
+    let root = tempfile::tempdir().unwrap();
+    let series = root.path().join("series");
+    let tok = xlpatch_testkit::char_tokenizer(&xlpatch_testkit::alphabet());
+    xlpatch_testkit::export_into("gemma3", &series.join("step_1"), &tok, 1);
+    xlpatch_testkit::export_with_nan(
+        "gemma3",
+        "model.layers.4.mlp.down_proj.weight",
+        &series.join("step_2"),
+        &tok,
+        2,
+    );
+    let config = SweepConfig {
+        settings: vec![Setting::Tgt, Setting::Unpatched],
+        concept_pairs: 2,
+        ..config(&series)
+    };
+    let out = root.path().join("out");
+    let base = Path::new("/");
+    for attempt in ["first run", "resume"] {
+        let err = run(&config, &registry, base, &out, Shard::default(), &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("step_2: ")
+                && err.contains("NaN")
+                && err.contains("for prompt fr-de/")
+                && err.contains("at layer ")
+                && err.contains("export it again"),
+            "{attempt}: {err}"
+        );
+        let rows = read_rows(&out).unwrap();
+        assert_eq!(rows.len(), 2 * 2 * 6, "{attempt}: the rows of step_1");
+        assert!(rows.iter().all(|r| r.checkpoint == "step_1"));
+        let text = std::fs::read_to_string(out.join(JSONL_FILE)).unwrap();
+        assert!(!text.contains("null"), "a null was written");
+    }
 }

@@ -203,6 +203,9 @@ fn write_both(config: &Value, arch: &str, st: &Path, gguf: &Path) {
         ),
         ("general.alignment".to_string(), Kv::U32(32)),
     ];
+    if let Some(n) = config["max_position_embeddings"].as_u64() {
+        meta.push((a("context_length"), Kv::U32(n as u32)));
+    }
     if gemma {
         meta.push((
             a("attention.sliding_window"),
@@ -223,10 +226,12 @@ fn same_outputs(config: Value, arch: &str) {
 /// Exports the checkpoint `st` and the GGUF file `gguf` and holds their outputs within 1e-5.
 fn compare_exports(st: &Path, gguf: &Path, arch: &str) {
     let (o1, o2) = (TempDir::new("gguf-o1"), TempDir::new("gguf-o2"));
-    export(&ExportOptions::new(st, o1.path())).unwrap();
+    let from_st = export(&ExportOptions::new(st, o1.path())).unwrap();
     let m = export(&ExportOptions::new(gguf, o2.path()))
         .unwrap_or_else(|e| panic!("gguf export failed: {e}"));
     assert_eq!(m.source, gguf.to_string_lossy());
+    // `<arch>.context_length` is the checkpoint's max_position_embeddings.
+    assert_eq!(m.context_length, from_st.context_length, "{arch}");
     let mut a = Runner::open(o1.path());
     let mut b = Runner::open(o2.path());
     let ids: Vec<i64> = (0..9).map(|i| (i * 5 + 1) % 40).collect();

@@ -277,7 +277,7 @@ pub fn sweep(
                 let run_dir = opts.work.join("runs").join(&name);
                 let mut one = config.clone();
                 one.models = vec![dir.display().to_string()];
-                xlpatch_core::sweep::run(
+                let swept = xlpatch_core::sweep::run(
                     &one,
                     registry,
                     base,
@@ -285,6 +285,9 @@ pub fn sweep(
                     Shard::default(),
                     progress,
                 )?;
+                for w in &swept.warnings {
+                    log(&format!("series: warning: {w}"));
+                }
                 append(&mut writer, &run_dir, out)?;
                 // The engine's own record of this checkpoint (one model) and of the study.
                 let run = xlpatch_results::RunFile::read(&run_dir)?;

@@ -62,11 +62,58 @@ pub fn char_tokenizer(text: &str) -> serde_json::Value {
 
 /// Exports `fixtures/tiny/<arch>` into `dir` with `tokenizer` and training step `step`.
 pub fn export_into(arch: &str, dir: &Path, tokenizer: &serde_json::Value, step: u64) {
+    export_from(&repo_root().join("fixtures/tiny").join(arch), dir, tokenizer, step);
+}
+
+/// Exports a broken checkpoint as [`export_into`] does: `fixtures/tiny/<arch>` with every
+/// weight of the f32 tensor `tensor` set to NaN (the checkpoint is written beside `dir`).
+pub fn export_with_nan(
+    arch: &str,
+    tensor: &str,
+    dir: &Path,
+    tokenizer: &serde_json::Value,
+    step: u64,
+) {
     let src = repo_root().join("fixtures/tiny").join(arch);
+    let broken = dir.with_extension("checkpoint");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::copy(src.join("config.json"), broken.join("config.json")).unwrap();
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let view = st
+        .tensor(tensor)
+        .unwrap_or_else(|e| panic!("{arch} has no tensor {tensor}: {e}"));
+    assert_eq!(view.dtype(), safetensors::Dtype::F32, "{tensor}");
+    let n = view.data().len() / 4;
+    let nan: Vec<u8> = (0..n).flat_map(|_| f32::NAN.to_le_bytes()).collect();
+    let nan_view = safetensors::tensor::TensorView::new(
+        safetensors::Dtype::F32,
+        view.shape().to_vec(),
+        &nan,
+    )
+    .unwrap();
+    let tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            if name == tensor {
+                (name, nan_view.clone())
+            } else {
+                (name, v)
+            }
+        })
+        .collect();
+    safetensors::serialize_to_file(tensors, None, &broken.join("model.safetensors")).unwrap();
+    export_from(&broken, dir, tokenizer, step);
+    // The export holds the weights; the checkpoint beside it would be matched by a glob.
+    std::fs::remove_dir_all(&broken).unwrap();
+}
+
+fn export_from(src: &Path, dir: &Path, tokenizer: &serde_json::Value, step: u64) {
     let file = dir.with_extension("tokenizer.json");
     std::fs::create_dir_all(dir.parent().expect("a parent")).unwrap();
     std::fs::write(&file, serde_json::to_string(tokenizer).unwrap()).unwrap();
-    let mut opts = xlpatch_export::ExportOptions::new(&src, dir);
+    let mut opts = xlpatch_export::ExportOptions::new(src, dir);
     opts.tokenizer = Some(file);
     opts.step = Some(step);
     xlpatch_export::export(&opts)

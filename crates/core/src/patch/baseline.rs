@@ -129,6 +129,14 @@ impl Baseline {
         &self.logits
     }
 
+    /// The first block whose output holds NaN or an infinity, if one does: where a broken
+    /// model first breaks.
+    pub fn first_non_finite_block(&self) -> Option<usize> {
+        self.outputs
+            .iter()
+            .position(|o| o.iter().any(|x| !x.is_finite()))
+    }
+
     /// The unpatched next-token probabilities after the prompt.
     pub fn probs(&self) -> Vec<f32> {
         softmax(&self.logits)

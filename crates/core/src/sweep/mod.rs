@@ -71,6 +71,8 @@ pub struct Outcome {
     pub resumed: usize,
     /// Units in this shard.
     pub total: usize,
+    /// What the user should know about the results (a limit not checked, or relaxed).
+    pub warnings: Vec<String>,
 }
 
 /// Runs (or resumes) the sweep of `config` into `out`; relative paths of the config are
@@ -190,6 +192,7 @@ pub fn run(
         ran,
         resumed,
         total,
+        warnings: plan.warnings.clone(),
     })
 }
 /// `run.json` of a sweep.

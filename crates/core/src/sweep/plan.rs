@@ -86,6 +86,76 @@ pub(super) struct Plan {
     pub(super) pieces: Vec<String>,
     /// The target prompts with their sources.
     pub(super) items: Vec<Item>,
+    /// What the user should know before the results are read (checked limits relaxed).
+    pub(super) warnings: Vec<String>,
+}
+
+/// Refuses (or, under `allow_beyond_context`, warns about) prompts longer than a checkpoint's
+/// context length, counting the tokens generated after a target; returns the warnings. A
+/// checkpoint whose manifest records no context length is not checked, and said so once.
+fn check_context(
+    config: &SweepConfig,
+    models: &[(PathBuf, xlpatch_model::Manifest)],
+    items: &[Item],
+) -> Result<Vec<String>, Error> {
+    let mut warnings = Vec::new();
+    let unknown: Vec<String> = models
+        .iter()
+        .filter(|(_, m)| m.context_length.is_none())
+        .map(|(d, _)| checkpoint_name(d))
+        .collect();
+    if let Some(first) = unknown.first() {
+        warnings.push(format!(
+            "{first}{}: the manifest records no context length (an export by an older \
+             xlpatch), so prompt lengths are not checked against it; export again to record it",
+            match unknown.len() {
+                1 => String::new(),
+                n => format!(" and {} other checkpoints", n - 1),
+            }
+        ));
+    }
+    // The longest prompt, as (positions, tokens, generated, prompt).
+    let generated = config.max_new_tokens.saturating_sub(1);
+    let mut longest: Option<(usize, usize, usize, String)> = None;
+    for item in items {
+        let target = item.target.tokens.ids.len();
+        let mut candidates = vec![(target + generated, target, generated, "target")];
+        for (setting, list) in &item.sources {
+            for s in list {
+                let n = s.tokens.ids.len();
+                candidates.push((n, n, 0, setting.name()));
+            }
+        }
+        for (positions, tokens, generated, role) in candidates {
+            if longest.as_ref().is_none_or(|l| positions > l.0) {
+                longest = Some((positions, tokens, generated, format!("{} ({role})", item.key())));
+            }
+        }
+    }
+    let Some((positions, tokens, generated, prompt)) = longest else {
+        return Ok(warnings);
+    };
+    for (dir, m) in models {
+        let Some(limit) = m.context_length else {
+            continue;
+        };
+        if positions as u64 <= limit {
+            continue;
+        }
+        let err = ConfigError::BeyondContext {
+            checkpoint: dir.clone(),
+            prompt: prompt.clone(),
+            tokens,
+            generated,
+            limit,
+        };
+        if !config.allow_beyond_context {
+            return Err(Error::Config(err));
+        }
+        warnings.push(format!("{err} (allowed by allow_beyond_context)"));
+        break;
+    }
+    Ok(warnings)
 }
 
 pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
@@ -175,6 +245,7 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
                 }
             }
         }
+        let warnings = check_context(config, &models, &items)?;
         return Ok(Plan {
             models,
             study,
@@ -182,6 +253,7 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
             tokens,
             pieces,
             items,
+            warnings,
         });
     }
     let mut drawn = Vec::new();
@@ -265,6 +337,7 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
             });
         }
     }
+    let warnings = check_context(config, &models, &items)?;
     Ok(Plan {
         models,
         study,
@@ -272,6 +345,7 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
         tokens,
         pieces,
         items,
+        warnings,
     })
 }
 

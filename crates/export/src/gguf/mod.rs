@@ -215,6 +215,7 @@ impl Gguf {
                     "tie_word_embeddings": !untied,
                 });
                 self.token_ids(&mut j);
+                self.context_length(&mut j, "max_position_embeddings");
                 return Ok(j);
             }
             "bloom" => {
@@ -229,6 +230,7 @@ impl Gguf {
                     "tie_word_embeddings": !untied,
                 });
                 self.token_ids(&mut j);
+                self.context_length(&mut j, "seq_length");
                 return Ok(j);
             }
             _ => {}
@@ -258,6 +260,7 @@ impl Gguf {
             });
         }
         self.token_ids(&mut j);
+        self.context_length(&mut j, "max_position_embeddings");
         if self.arch == "gemma3" {
             // llama.cpp: every 6th layer global, local RoPE base 10000, queries scaled by
             // head_dim^-0.5 except for the 27B model (hidden/heads).
@@ -285,6 +288,13 @@ impl Gguf {
             j["use_sliding_window"] = json!(false);
         }
         Ok(j)
+    }
+
+    /// `<arch>.context_length` as the config key `hf_key` the architecture reads it from.
+    fn context_length(&self, j: &mut Value, hf_key: &str) {
+        if let Some(n) = self.uint("context_length") {
+            j[hf_key] = json!(n);
+        }
     }
 
     /// The special token ids of the tokenizer metadata, as `config.json` keys.
