@@ -139,3 +139,114 @@ fn inspect_shows_the_architecture_and_its_features() {
         );
     }
 }
+
+/// `xlpatch` with `args`, its hash cache in `cache` (not the user's).
+fn xlpatch_cached(args: &[&str], cache: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xlpatch"))
+        .args(args)
+        .env_remove("XLPATCH_PLUGIN_PATH")
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .expect("the xlpatch binary runs")
+}
+
+/// Sets the modification time of `path` to `t`.
+fn set_mtime(path: &std::path::Path, t: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+/// Opening a model trusts a hash verified before while a file's size and modification time
+/// are unchanged; `--verify` reads every byte, and a changed file is hashed again.
+#[test]
+fn verified_hashes_are_reused_until_a_file_changes_and_verify_reads_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let model = dir.path().join("m");
+    let tok = xlpatch_testkit::char_tokenizer("abc ");
+    xlpatch_testkit::export_into("llama", &model, &tok, 1);
+    let then = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for e in std::fs::read_dir(&model).unwrap() {
+        set_mtime(&e.unwrap().path(), then);
+    }
+    let m = model.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = xlpatch_cached(args, &cache);
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    assert_eq!(run(&["inspect", m]).0, true);
+    assert!(cache.join("xlpatch/hashes.json").is_file());
+
+    // Other bytes, same size and time: the cached hash is trusted, --verify is not fooled.
+    let layer = model.join("layer_1.onnx");
+    let mut bytes = std::fs::read(&layer).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&layer, &bytes).unwrap();
+    set_mtime(&layer, then);
+    assert_eq!(run(&["inspect", m]).0, true);
+    let (ok, err) = run(&["inspect", "--verify", m]);
+    assert!(!ok && err.contains("layer_1.onnx does not match its manifest"), "{err}");
+
+    // A new modification time: hashed again, the change caught without --verify.
+    set_mtime(&layer, then + std::time::Duration::from_secs(60));
+    let (ok, err) = run(&["inspect", m]);
+    assert!(!ok && err.contains("layer_1.onnx does not match its manifest"), "{err}");
+}
+
+/// `predict` on a model with NaN weights fails naming the model, the prompt and the first
+/// block whose output is not finite (it printed NaN probabilities).
+#[test]
+fn predict_refuses_nan_logits_naming_the_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    let tok = xlpatch_testkit::char_tokenizer("abc ");
+    xlpatch_testkit::export_with_nan("llama", "model.layers.1.mlp.down_proj.weight", &model, &tok, 1);
+    let out = xlpatch_cached(
+        &["predict", "--model", model.to_str().unwrap(), "--prompt", "abc ab"],
+        &dir.path().join("cache"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        err.contains(model.to_str().unwrap())
+            && err.contains("is NaN for prompt \"abc ab\" at layer 1")
+            && err.contains("export it again"),
+        "{err}"
+    );
+}
+
+/// `predict` refuses a prompt longer than the model's context length (the tiny Llama: 128
+/// positions), naming the length, the limit and the fix; `--allow-beyond-context` runs it
+/// with a warning.
+#[test]
+fn predict_refuses_prompts_beyond_the_context_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    let tok = xlpatch_testkit::char_tokenizer("abc ");
+    xlpatch_testkit::export_into("llama", &model, &tok, 1);
+    let m = model.to_str().unwrap();
+    let cache = dir.path().join("cache");
+    let long = "abc ".repeat(40);
+    let args = ["predict", "--model", m, "--prompt", &long, "--max-new-tokens", "3"];
+    let out = xlpatch_cached(&args, &cache);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("has 161 tokens (+2 generated) but")
+            && err.contains("trained on 128 positions")
+            && err.contains("--allow-beyond-context"),
+        "{err}"
+    );
+    let out = xlpatch_cached(&[&args[..], &["--allow-beyond-context"]].concat(), &cache);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warning: ") && err.contains("128 positions"), "{err}");
+    // A short prompt runs without a word.
+    let out = xlpatch_cached(&["predict", "--model", m, "--prompt", "abc"], &cache);
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+}
