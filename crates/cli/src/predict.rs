@@ -117,17 +117,20 @@ pub(crate) fn predict(args: PredictArgs, plugin_dirs: &[PathBuf]) -> Result<()> 
         Some(limit) => {
             let generated = args.max_new_tokens.saturating_sub(1);
             if (ids.len() + generated) as u64 > limit {
-                let err = xlpatch_core::ConfigError::BeyondContext {
-                    checkpoint: args.model.clone(),
-                    prompt: "--prompt".into(),
-                    tokens: ids.len(),
-                    generated,
-                    limit,
-                };
+                let what = format!(
+                    "the prompt has {} tokens (+{generated} generated) but {} was trained on \
+                     {limit} positions (its manifest's context_length): positions past them \
+                     were never trained",
+                    ids.len(),
+                    args.model.display()
+                );
                 if !args.allow_beyond_context {
-                    return Err(err.into());
+                    anyhow::bail!(
+                        "{what}; shorten the prompt or lower --max-new-tokens, or pass \
+                         --allow-beyond-context to run it anyway"
+                    );
                 }
-                eprintln!("warning: {err} (allowed by --allow-beyond-context)");
+                eprintln!("warning: {what} (allowed by --allow-beyond-context)");
             }
         }
     }

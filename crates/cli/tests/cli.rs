@@ -176,7 +176,10 @@ fn verified_hashes_are_reused_until_a_file_changes_and_verify_reads_everything()
     let m = model.to_str().unwrap();
     let run = |args: &[&str]| {
         let out = xlpatch_cached(args, &cache);
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     assert_eq!(run(&["inspect", m]).0, true);
     assert!(cache.join("xlpatch/hashes.json").is_file());
@@ -190,12 +193,18 @@ fn verified_hashes_are_reused_until_a_file_changes_and_verify_reads_everything()
     set_mtime(&layer, then);
     assert_eq!(run(&["inspect", m]).0, true);
     let (ok, err) = run(&["inspect", "--verify", m]);
-    assert!(!ok && err.contains("layer_1.onnx does not match its manifest"), "{err}");
+    assert!(
+        !ok && err.contains("layer_1.onnx does not match its manifest"),
+        "{err}"
+    );
 
     // A new modification time: hashed again, the change caught without --verify.
     set_mtime(&layer, then + std::time::Duration::from_secs(60));
     let (ok, err) = run(&["inspect", m]);
-    assert!(!ok && err.contains("layer_1.onnx does not match its manifest"), "{err}");
+    assert!(
+        !ok && err.contains("layer_1.onnx does not match its manifest"),
+        "{err}"
+    );
 }
 
 /// `predict` on a model with NaN weights fails naming the model, the prompt and the first
@@ -205,17 +214,33 @@ fn predict_refuses_nan_logits_naming_the_layer() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m");
     let tok = xlpatch_testkit::char_tokenizer("abc ");
-    xlpatch_testkit::export_with_nan("llama", "model.layers.1.mlp.down_proj.weight", &model, &tok, 1);
+    xlpatch_testkit::export_with_nan(
+        "llama",
+        "model.layers.1.mlp.down_proj.weight",
+        &model,
+        &tok,
+        1,
+    );
     let out = xlpatch_cached(
-        &["predict", "--model", model.to_str().unwrap(), "--prompt", "abc ab"],
+        &[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "abc ab",
+        ],
         &dir.path().join("cache"),
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(
         err.contains(model.to_str().unwrap())
             && err.contains("is NaN for prompt \"abc ab\" at layer 1")
-            && err.contains("export it again"),
+            && err.contains("export the checkpoint again"),
         "{err}"
     );
 }
@@ -232,7 +257,15 @@ fn predict_refuses_prompts_beyond_the_context_length() {
     let m = model.to_str().unwrap();
     let cache = dir.path().join("cache");
     let long = "abc ".repeat(40);
-    let args = ["predict", "--model", m, "--prompt", &long, "--max-new-tokens", "3"];
+    let args = [
+        "predict",
+        "--model",
+        m,
+        "--prompt",
+        &long,
+        "--max-new-tokens",
+        "3",
+    ];
     let out = xlpatch_cached(&args, &cache);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -245,7 +278,10 @@ fn predict_refuses_prompts_beyond_the_context_length() {
     let out = xlpatch_cached(&[&args[..], &["--allow-beyond-context"]].concat(), &cache);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("warning: ") && err.contains("128 positions"), "{err}");
+    assert!(
+        err.contains("warning: ") && err.contains("128 positions"),
+        "{err}"
+    );
     // A short prompt runs without a word.
     let out = xlpatch_cached(&["predict", "--model", m, "--prompt", "abc"], &cache);
     assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");

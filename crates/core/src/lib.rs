@@ -75,8 +75,8 @@ pub enum Error {
     /// probability computed from them means nothing.
     #[error(
         "{checkpoint}: {what} is {value} for prompt {prompt}{}: the model's weights or \
-         activations hold NaN or infinity, so nothing is written for this prompt; check the \
-         checkpoint (e.g. with `xlpatch predict`) and export it again from intact weights",
+         activations hold NaN or infinity, and no probability computed from them means \
+         anything; export the checkpoint again from intact weights, or leave it out",
         layer.map(|l| format!(" at layer {l}")).unwrap_or_default()
     )]
     NonFinite {

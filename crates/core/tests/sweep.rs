@@ -328,7 +328,11 @@ fn a_series_of_mixed_models_is_refused() {
         )
         .unwrap_err()
         .to_string();
-        assert!(!out.exists(), "{what}: the refused sweep wrote {}", out.display());
+        assert!(
+            !out.exists(),
+            "{what}: the refused sweep wrote {}",
+            out.display()
+        );
         assert!(
             err.contains(&dir.display().to_string())
                 && err.contains("does not belong to the series of")
@@ -340,7 +344,12 @@ fn a_series_of_mixed_models_is_refused() {
 
     // Another architecture (the tiny Llama among tiny Gemma 3 checkpoints).
     let odd = series.join("step_3");
-    xlpatch_testkit::export_into("llama", &odd, &xlpatch_testkit::char_tokenizer(&xlpatch_testkit::alphabet()), 3);
+    xlpatch_testkit::export_into(
+        "llama",
+        &odd,
+        &xlpatch_testkit::char_tokenizer(&xlpatch_testkit::alphabet()),
+        3,
+    );
     let err = refused("architecture", &odd);
     assert!(
         err.contains("its architecture is LlamaForCausalLM, not Gemma3ForCausalLM"),
@@ -394,9 +403,16 @@ fn prompts_beyond_the_context_length_are_refused_unless_allowed() {
         ..small.clone()
     };
     let out = root.path().join("strict");
-    let err = run(&strict, &registry, base, &out, Shard::default(), &mut |_| {})
-        .unwrap_err()
-        .to_string();
+    let err = run(
+        &strict,
+        &registry,
+        base,
+        &out,
+        Shard::default(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains("tokens (+1 generated) but ")
             && err.contains(&series.join("step_1").display().to_string())
@@ -476,15 +492,22 @@ fn nan_weights_fail_the_unit_naming_checkpoint_prompt_and_layer() {
     let out = root.path().join("out");
     let base = Path::new("/");
     for attempt in ["first run", "resume"] {
-        let err = run(&config, &registry, base, &out, Shard::default(), &mut |_| {})
-            .unwrap_err()
-            .to_string();
+        let err = run(
+            &config,
+            &registry,
+            base,
+            &out,
+            Shard::default(),
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.starts_with("step_2: ")
                 && err.contains("NaN")
                 && err.contains("for prompt fr-de/")
                 && err.contains("at layer ")
-                && err.contains("export it again"),
+                && err.contains("export the checkpoint again"),
             "{attempt}: {err}"
         );
         let rows = read_rows(&out).unwrap();

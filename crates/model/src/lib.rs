@@ -450,10 +450,16 @@ mod tests {
         verify(true).unwrap();
         std::fs::write(&layer, b"LAYER_0.ONNX").unwrap();
         set_mtime(&layer, then + hour / 2);
-        assert!(matches!(verify(false), Err(ModelError::HashMismatch { .. })));
+        assert!(matches!(
+            verify(false),
+            Err(ModelError::HashMismatch { .. })
+        ));
         std::fs::write(&layer, b"layer_0.onnx, edited").unwrap();
         set_mtime(&layer, then);
-        assert!(matches!(verify(false), Err(ModelError::HashMismatch { .. })));
+        assert!(matches!(
+            verify(false),
+            Err(ModelError::HashMismatch { .. })
+        ));
 
         // A file modified moments ago is hashed but not cached (a write in the same
         // timestamp tick would go unseen).

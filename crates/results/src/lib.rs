@@ -79,7 +79,9 @@ pub enum Error {
     },
     /// A row to write holds NaN or an infinity (JSON has no such number: it would be
     /// written as null and the results directory could not be read back).
-    #[error("unit {unit}: column {column} is {value}; a row with a non-finite value is not written")]
+    #[error(
+        "unit {unit}: column {column} is {value}; a row with a non-finite value is not written"
+    )]
     NonFinite {
         /// The unit.
         unit: String,

@@ -302,7 +302,10 @@ fn non_finite_rows_are_not_written_and_old_nulls_are_named() {
     let mut bad = unit("b", 2);
     bad[1].per_lang.insert("p_tgt_de".into(), f32::NAN);
     let err = w.append_unit(&bad).unwrap_err().to_string();
-    assert!(err.contains("unit b") && err.contains("p_tgt_de") && err.contains("NaN"), "{err}");
+    assert!(
+        err.contains("unit b") && err.contains("p_tgt_de") && err.contains("NaN"),
+        "{err}"
+    );
     bad[1].per_lang.remove("p_tgt_de");
     bad[0].p_src_out = f32::INFINITY;
     assert!(w.append_unit(&bad).is_err());
@@ -315,13 +318,18 @@ fn non_finite_rows_are_not_written_and_old_nulls_are_named() {
         .replace("\"p_src_out\":0.25", "\"p_src_out\":null");
     assert!(old.contains("null"), "{old}");
     let path = dir.path().join(JSONL_FILE);
-    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     writeln!(f, "{}", serde_json::to_string(&unit("b", 2)[0]).unwrap()).unwrap();
     writeln!(f, "{old}").unwrap();
     drop(f);
     let err = read_rows(dir.path()).unwrap_err().to_string();
     assert!(
-        err.contains("results.jsonl: line 4") && err.contains("unit \"b\"") && err.contains("resume"),
+        err.contains("results.jsonl: line 4")
+            && err.contains("unit \"b\"")
+            && err.contains("resume"),
         "{err}"
     );
 }

@@ -62,7 +62,12 @@ pub fn char_tokenizer(text: &str) -> serde_json::Value {
 
 /// Exports `fixtures/tiny/<arch>` into `dir` with `tokenizer` and training step `step`.
 pub fn export_into(arch: &str, dir: &Path, tokenizer: &serde_json::Value, step: u64) {
-    export_from(&repo_root().join("fixtures/tiny").join(arch), dir, tokenizer, step);
+    export_from(
+        &repo_root().join("fixtures/tiny").join(arch),
+        dir,
+        tokenizer,
+        step,
+    );
 }
 
 /// Exports a broken checkpoint as [`export_into`] does: `fixtures/tiny/<arch>` with every
@@ -86,12 +91,9 @@ pub fn export_with_nan(
     assert_eq!(view.dtype(), safetensors::Dtype::F32, "{tensor}");
     let n = view.data().len() / 4;
     let nan: Vec<u8> = (0..n).flat_map(|_| f32::NAN.to_le_bytes()).collect();
-    let nan_view = safetensors::tensor::TensorView::new(
-        safetensors::Dtype::F32,
-        view.shape().to_vec(),
-        &nan,
-    )
-    .unwrap();
+    let nan_view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, view.shape().to_vec(), &nan)
+            .unwrap();
     let tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = st
         .tensors()
         .into_iter()

@@ -128,7 +128,12 @@ fn check_context(
         }
         for (positions, tokens, generated, role) in candidates {
             if longest.as_ref().is_none_or(|l| positions > l.0) {
-                longest = Some((positions, tokens, generated, format!("{} ({role})", item.key())));
+                longest = Some((
+                    positions,
+                    tokens,
+                    generated,
+                    format!("{} ({role})", item.key()),
+                ));
             }
         }
     }
@@ -387,9 +392,8 @@ fn series_difference(
         };
         return Some(("layer_types", layout(m), layout(first)));
     }
-    let tokenizer = |m: &xlpatch_model::Manifest| {
-        m.tokenizer.as_ref().and_then(|t| m.files.get(t)).cloned()
-    };
+    let tokenizer =
+        |m: &xlpatch_model::Manifest| m.tokenizer.as_ref().and_then(|t| m.files.get(t)).cloned();
     let shown = |h: Option<String>| {
         h.map(|h| format!("sha256 {}…", &h[..h.len().min(12)]))
             .unwrap_or_else(|| "none".to_string())
