@@ -191,11 +191,10 @@ impl TaskStatus {
     }
 }
 
-/// Makes a path of the config absolute, resolved against `base`.
+/// Makes a path of the config absolute, resolved against `base` as `xlpatch sweep` stores
+/// it, so a task's stored config is the study's.
 fn absolute(base: &Path, p: &str) -> Result<String, Error> {
-    let joined = base.join(p);
-    let abs = std::path::absolute(&joined).map_err(io(&joined))?;
-    Ok(abs.display().to_string())
+    Ok(xlpatch_core::config::resolve_path(base, p))
 }
 
 /// The config as a task stores it beside its results: the thread count and the target batch
