@@ -314,7 +314,7 @@ impl SweepConfig {
     pub fn from_toml(text: &str) -> Result<SweepConfig, Error> {
         let syntax = |e| ConfigError::Syntax {
             path: None,
-            source: Box::new(e),
+            error: Box::new(e),
         };
         let mut config: SweepConfig = toml::from_str(text).map_err(syntax)?;
         // The default concept list is the fixture table's: a config naming another table
@@ -335,10 +335,10 @@ impl SweepConfig {
             source,
         })?;
         SweepConfig::from_toml(&text).map_err(|e| match e {
-            Error::Config(ConfigError::Syntax { path: None, source }) => {
+            Error::Config(ConfigError::Syntax { path: None, error }) => {
                 Error::Config(ConfigError::Syntax {
                     path: Some(path.to_path_buf()),
-                    source,
+                    error,
                 })
             }
             Error::Config(e) => Error::Config(ConfigError::Invalid {
@@ -430,9 +430,9 @@ impl SweepConfig {
     /// The config with its paths resolved against `base` ([`resolve_path`]): the same study
     /// spelled with relative or absolute paths, from any directory, is one config.
     pub fn resolved(&self, base: &Path) -> SweepConfig {
-        let r = |p: &str| resolve_path(base, p);
+        let r = |p: &str| resolve(base, p, false);
         SweepConfig {
-            models: self.models.iter().map(|m| r(m)).collect(),
+            models: self.models.iter().map(|m| resolve(base, m, true)).collect(),
             concepts: r(&self.concepts),
             concept_list: self.concept_list.as_deref().map(r),
             prompts: self.prompts.as_deref().map(r),
@@ -516,14 +516,19 @@ impl SweepConfig {
     }
 }
 
-/// `path` (relative to `base`) as one spelling of the file it names: absolute, its directory
-/// canonical (`.`, `..` and symbolic links resolved), its last component kept (a glob, or a
-/// checkpoint named by a link). Paths that do not resolve are made absolute only.
+/// `path` (relative to `base`) as one spelling of the file it names: canonical (absolute,
+/// `.`, `..` and symbolic links resolved). A `models` entry keeps its last component (a glob,
+/// or a checkpoint named by a link: results name checkpoints by it) and has only its
+/// directory resolved. Paths that do not resolve are made absolute only.
 pub fn resolve_path(base: &Path, path: &str) -> String {
+    resolve(base, path, false)
+}
+
+fn resolve(base: &Path, path: &str, keep_name: bool) -> String {
     let joined = base.join(path);
     let abs = std::path::absolute(&joined).unwrap_or(joined);
     let resolved = match (abs.parent(), abs.file_name()) {
-        (Some(dir), Some(name)) => dir.canonicalize().map(|d| d.join(name)).ok(),
+        (Some(dir), Some(name)) if keep_name => dir.canonicalize().map(|d| d.join(name)).ok(),
         _ => abs.canonicalize().ok(),
     };
     resolved.unwrap_or(abs).display().to_string()

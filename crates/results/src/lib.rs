@@ -38,7 +38,7 @@ pub use store::{CSV_FILE, JSONL_FILE, LOCK_FILE, ResultsWriter, read_rows};
 #[non_exhaustive]
 pub enum Error {
     /// A file or directory could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -46,7 +46,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A line of a JSON or JSONL file is not what it should be.
-    #[error("{}: line {line}: {source}", path.display())]
+    #[error("{}: line {line}", path.display())]
     Json {
         /// The file.
         path: PathBuf,
@@ -56,7 +56,7 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// A result row does not fit [`Row`].
-    #[error("{}: a row of unit {unit:?}: {source}", path.display())]
+    #[error("{}: a row of unit {unit:?}", path.display())]
     Row {
         /// The file.
         path: PathBuf,

@@ -191,12 +191,6 @@ impl TaskStatus {
     }
 }
 
-/// Makes a path of the config absolute, resolved against `base` as `xlpatch sweep` stores
-/// it, so a task's stored config is the study's.
-fn absolute(base: &Path, p: &str) -> Result<String, Error> {
-    Ok(xlpatch_core::config::resolve_path(base, p))
-}
-
 /// The config as a task stores it beside its results: the thread count and the target batch
 /// do not change results, so `xlpatch sweep` stores them as defaults.
 pub(crate) fn stored(config: &SweepConfig) -> SweepConfig {
@@ -231,19 +225,8 @@ pub fn plan(
             dir.display()
         )));
     }
-    let mut config = config.clone();
-    config.models = config
-        .models
-        .iter()
-        .map(|m| absolute(base, m))
-        .collect::<Result<_, _>>()?;
-    config.concepts = absolute(base, &config.concepts)?;
-    if let Some(list) = &config.concept_list {
-        config.concept_list = Some(absolute(base, list)?);
-    }
-    if let Some(prompts) = &config.prompts {
-        config.prompts = Some(absolute(base, prompts)?);
-    }
+    // Paths as `xlpatch sweep` stores them, so a task's stored config is the study's.
+    let config = config.resolved(base);
     let targets = match &config.prompts {
         // A replayed prompt set has one target record per target.
         Some(file) => {

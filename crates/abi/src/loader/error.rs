@@ -169,15 +169,11 @@ impl fmt::Display for LoadError {
                     available.join(", ")
                 }
             ),
-            LoadError::Create { name, error } => {
-                write!(f, "plugin \"{name}\" refused its parameters: {error}")
+            LoadError::Create { name, .. } => {
+                write!(f, "plugin \"{name}\" refused its parameters")
             }
-            LoadError::Io { path, error } => {
-                write!(
-                    f,
-                    "cannot read plugin directory {}: {error}",
-                    path.display()
-                )
+            LoadError::Io { path, .. } => {
+                write!(f, "cannot read plugin directory {}", path.display())
             }
         }
     }
