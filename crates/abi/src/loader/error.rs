@@ -169,22 +169,20 @@ impl fmt::Display for LoadError {
                     available.join(", ")
                 }
             ),
-            LoadError::Create { name, .. } => {
-                write!(f, "plugin \"{name}\" refused its parameters")
+            LoadError::Create { name, error } => {
+                write!(f, "plugin \"{name}\" refused its parameters: {error}")
             }
-            LoadError::Io { path, .. } => {
-                write!(f, "cannot read plugin directory {}", path.display())
+            LoadError::Io { path, error } => {
+                write!(
+                    f,
+                    "cannot read plugin directory {}: {error}",
+                    path.display()
+                )
             }
         }
     }
 }
 
-impl std::error::Error for LoadError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            LoadError::Create { error, .. } => Some(error),
-            LoadError::Io { error, .. } => Some(error),
-            _ => None,
-        }
-    }
-}
+/// The plugin's message and the directory's i/o error are part of the message, so they are
+/// not also a source (a chain would say them twice).
+impl std::error::Error for LoadError {}
