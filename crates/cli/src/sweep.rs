@@ -110,8 +110,7 @@ pub(crate) fn sweep(args: SweepArgs, plugin_dirs: &[PathBuf]) -> Result<()> {
     if bar.first.is_some() {
         eprintln!();
     }
-    let outcome =
-        outcome.with_context(|| format!("sweep into {} failed", args.out.display()))?;
+    let outcome = outcome.with_context(|| format!("sweep into {} failed", args.out.display()))?;
     println!(
         "{} units run, {} resumed, {} in shard {shard}, in {:.1} s; results in {}",
         outcome.ran,

@@ -74,7 +74,11 @@ fn a_plugin_typo_writes_nothing_and_the_corrected_config_then_runs() {
         std::fs::write(&cfg, config(&models, &concepts, plugins)).unwrap();
         let err = fails(&mut sweep(&cfg, &out));
         assert!(err.contains(says), "{plugins}: {err}");
-        assert!(!out.exists(), "{plugins}: the refused study wrote {}", out.display());
+        assert!(
+            !out.exists(),
+            "{plugins}: the refused study wrote {}",
+            out.display()
+        );
     }
     std::fs::write(&cfg, config(&models, &concepts, "")).unwrap();
     let done = ok(&mut sweep(&cfg, &out));
@@ -110,19 +114,31 @@ fn one_study_spelled_with_relative_and_absolute_paths_resumes_and_merges() {
         ),
     )
     .unwrap();
-    let shards: Vec<_> = (0..2).map(|k| root.path().join(format!("shard{k}"))).collect();
+    let shards: Vec<_> = (0..2)
+        .map(|k| root.path().join(format!("shard{k}")))
+        .collect();
     ok(sweep(&relative, &shards[0]).args(["--shard", "0/2"]));
     ok(sweep(&absolute, &shards[1]).args(["--shard", "1/2"]));
     // A resume with the other spelling finds its units done.
     let resumed = ok(sweep(&absolute, &shards[0]).args(["--shard", "0/2"]));
     assert!(resumed.contains("0 units run, 2 resumed"), "{resumed}");
     let merged = root.path().join("merged");
-    let said = ok(xlpatch().arg("merge").args(&shards).arg("--out").arg(&merged));
+    let said = ok(xlpatch()
+        .arg("merge")
+        .args(&shards)
+        .arg("--out")
+        .arg(&merged));
     assert!(said.contains("merged 2 shards"), "{said}");
 
     // One shard of two, or one twice: refused, naming it.
     let never = root.path().join("never");
-    let err = fails(xlpatch().arg("merge").arg(&shards[1]).arg("--out").arg(&never));
+    let err = fails(
+        xlpatch()
+            .arg("merge")
+            .arg(&shards[1])
+            .arg("--out")
+            .arg(&never),
+    );
     assert!(err.contains("shard 0/2 of 2 is missing"), "{err}");
     let err = fails(
         xlpatch()
@@ -131,14 +147,21 @@ fn one_study_spelled_with_relative_and_absolute_paths_resumes_and_merges() {
             .arg("--out")
             .arg(&never),
     );
-    assert!(err.contains("the same directory; give each shard once"), "{err}");
+    assert!(
+        err.contains("the same directory; give each shard once"),
+        "{err}"
+    );
     assert!(!never.exists());
 
     // Another study in the same directory: the refusal names the fields that differ.
     let other = root.path().join("other.toml");
     std::fs::write(
         &other,
-        config("series/step_*", &concepts.display().to_string(), "seed = 3\n"),
+        config(
+            "series/step_*",
+            &concepts.display().to_string(),
+            "seed = 3\n",
+        ),
     )
     .unwrap();
     let err = fails(sweep(&other, &shards[0]).args(["--shard", "0/2"]));
@@ -164,9 +187,17 @@ fn errors_say_each_cause_once_and_start_their_own_line() {
     assert!(err.contains("missing.toml"), "{err}");
 
     let nowhere = root.path().join("no-plugins-here");
-    let err = fails(xlpatch().arg("--plugin-dir").arg(&nowhere).args(["plugins", "list"]));
+    let err = fails(
+        xlpatch()
+            .arg("--plugin-dir")
+            .arg(&nowhere)
+            .args(["plugins", "list"]),
+    );
     assert!(
-        err.contains(&format!("--plugin-dir {} does not exist", nowhere.display())),
+        err.contains(&format!(
+            "--plugin-dir {} does not exist",
+            nowhere.display()
+        )),
         "{err}"
     );
 

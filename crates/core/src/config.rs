@@ -212,10 +212,7 @@ pub struct SweepConfig {
     /// few concepts (the fixture series) is studied on those. The default names the fixture
     /// series' list, so an empty config file is the same study as no config file; a config
     /// that names another `concepts` table and omits the key uses every concept of it.
-    #[serde(
-        serialize_with = "list_to_toml",
-        deserialize_with = "list_from_toml"
-    )]
+    #[serde(serialize_with = "list_to_toml", deserialize_with = "list_from_toml")]
     pub concept_list: Option<String>,
     /// The study languages (ISO codes).
     pub languages: Vec<String>,

@@ -477,7 +477,10 @@ fn truncated_gguf_is_an_error_naming_the_file() {
     // A GGUF magic and version, then garbage: an implausible count, not "truncated: header
     // needs 18446462598732840980 bytes".
     for (counts, what) in [
-        (vec![0xfffe_b7d4_3a91_fe17_u64], "tensor count 18446383245899726359"),
+        (
+            vec![0xfffe_b7d4_3a91_fe17_u64],
+            "tensor count 18446383245899726359",
+        ),
         (vec![1, 1, 0x7777_7777_7777], "key length 131354989131639"),
     ] {
         let mut garbage = b"GGUF".to_vec();

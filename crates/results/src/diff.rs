@@ -127,7 +127,11 @@ fn flatten(path: &str, v: &Value, out: &mut BTreeMap<String, String>) {
 /// The first line that differs.
 fn lines(old: &str, new: &str) -> Vec<String> {
     let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
-    let at = a.iter().zip(&b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+    let at = a
+        .iter()
+        .zip(&b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()));
     if at >= a.len() && at >= b.len() {
         return Vec::new();
     }
@@ -152,7 +156,8 @@ mod tests {
             describe("config.toml", old, new),
             "plugins.patch: \"patch-replace\" → \"patch-add\"; seed: 0 → 1"
         );
-        let old = r#"{"models": [{"checkpoint": "s", "hash": "h0"}], "shard": {"count": 2, "index": 0}}"#;
+        let old =
+            r#"{"models": [{"checkpoint": "s", "hash": "h0"}], "shard": {"count": 2, "index": 0}}"#;
         let new = r#"{"models": [{"checkpoint": "s", "hash": "h1"}]}"#;
         assert_eq!(
             describe("run.json", old, new),

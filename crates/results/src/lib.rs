@@ -195,9 +195,7 @@ pub enum Error {
         shard: String,
     },
     /// Units of the sweep's plan that no input holds.
-    #[error(
-        "{missing} of the sweep's {total} units are in no input (first: {first}){hint}"
-    )]
+    #[error("{missing} of the sweep's {total} units are in no input (first: {first}){hint}")]
     IncompleteMerge {
         /// How many units are missing.
         missing: usize,

@@ -63,9 +63,10 @@ fn planned_units(files: &BTreeMap<String, Vec<u8>>) -> Option<Vec<String>> {
 }
 
 fn describe_shard(shard: Option<ShardRecord>) -> String {
-    shard.map_or("a whole sweep (or results written before shards were recorded)".into(), |s| {
-        format!("shard {s}")
-    })
+    shard.map_or(
+        "a whole sweep (or results written before shards were recorded)".into(),
+        |s| format!("shard {s}"),
+    )
 }
 
 /// Joins the results of `inputs` (shards of one sweep) into `out`. The inputs must be the
@@ -149,7 +150,10 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<usize, Error> {
         }
     }
     if let Some(count) = first_shard.map(|s| s.count) {
-        let given: Vec<usize> = seen.iter().filter_map(|(_, _, s)| Some(s.as_ref()?.index)).collect();
+        let given: Vec<usize> = seen
+            .iter()
+            .filter_map(|(_, _, s)| Some(s.as_ref()?.index))
+            .collect();
         let missing: Vec<String> = (0..count)
             .filter(|k| !given.contains(k))
             .map(|k| format!("{k}/{count}"))

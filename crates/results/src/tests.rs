@@ -274,7 +274,10 @@ fn merge_refuses_a_missing_or_repeated_shard_and_an_incomplete_one() {
         std::fs::write(d.join(RUN_FILE), run.to_text()).unwrap();
     }
     std::fs::write(s0.join(JSONL_FILE), &units).unwrap();
-    assert_eq!(merge(&[s0.clone(), s1.clone()], &root.path().join("old")).unwrap(), 6);
+    assert_eq!(
+        merge(&[s0.clone(), s1.clone()], &root.path().join("old")).unwrap(),
+        6
+    );
     let e = err(std::slice::from_ref(&s0));
     assert!(e.contains("record no shard"), "{e}");
     // A whole sweep with shards.
@@ -327,7 +330,9 @@ fn run_json_keeps_the_bytes_earlier_versions_wrote() {
     // The refusal names what differs.
     assert!(
         err.to_string().contains("another sweep")
-            && err.to_string().contains("models[1].checkpoint: \"x\" → (absent)"),
+            && err
+                .to_string()
+                .contains("models[1].checkpoint: \"x\" → (absent)"),
         "{err}"
     );
     let read = RunFile::read(dir.path()).unwrap();

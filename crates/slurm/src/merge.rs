@@ -102,9 +102,9 @@ pub fn merge(study: &Study) -> Result<usize, Error> {
         // A task runs shard k/n of its checkpoint (a whole one records none).
         let want_shard = (t.shards > 1).then(|| json!({"count": t.shards, "index": t.shard}));
         if run.get("shard") != want_shard.as_ref() {
-            let found = run
-                .get("shard")
-                .map_or("no shard".to_string(), |s| format!("shard {}/{}", s["index"], s["count"]));
+            let found = run.get("shard").map_or("no shard".to_string(), |s| {
+                format!("shard {}/{}", s["index"], s["count"])
+            });
             return Err(mismatch(format!(
                 "it holds {found} of {}, but the job table gives it shard {}/{}: remove the \
                  directory and resubmit the task",

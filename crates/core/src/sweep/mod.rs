@@ -132,9 +132,13 @@ pub fn run(
         ..config.clone()
     };
     let stored = as_written.resolved(base);
-    store_or_check(out, CONFIG_FILE, &stored.to_toml(), &[&as_written.to_toml()])?;
-    run_file(&stored, &plan, shard)
-        .write_or_check(out, &[run_file(&as_written, &plan, shard)])?;
+    store_or_check(
+        out,
+        CONFIG_FILE,
+        &stored.to_toml(),
+        &[&as_written.to_toml()],
+    )?;
+    run_file(&stored, &plan, shard).write_or_check(out, &[run_file(&as_written, &plan, shard)])?;
     store_or_check(
         out,
         PROMPTS_FILE,
