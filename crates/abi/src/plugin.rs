@@ -32,6 +32,19 @@ impl PluginError {
     pub fn internal(message: impl Into<String>) -> PluginError {
         PluginError::new(StatusCode::INTERNAL, message)
     }
+
+    /// An error with `code` telling `error` and its causes, each once: the ABI carries a
+    /// message, not a chain of errors.
+    pub fn with_causes(code: StatusCode, error: &dyn std::error::Error) -> PluginError {
+        let mut message = error.to_string();
+        let mut cause = error.source();
+        while let Some(c) = cause {
+            message.push_str(": ");
+            message.push_str(&c.to_string());
+            cause = c.source();
+        }
+        PluginError::new(code, message)
+    }
 }
 
 impl fmt::Display for PluginError {

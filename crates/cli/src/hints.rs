@@ -16,6 +16,18 @@ pub(crate) fn hint(e: &anyhow::Error) -> Option<&'static str> {
         })
 }
 
+/// `e` and its causes, each once (for errors printed outside `main`'s `{:#}`).
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,6 +78,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    plugins::check_dirs(&cli.plugin_dir)?;
     match cli.command {
         Command::Export(args) => export::export(args),
         Command::Inspect(args) => export::inspect(args),

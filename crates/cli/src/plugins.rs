@@ -16,11 +16,27 @@ pub(crate) enum PluginsCommand {
     },
 }
 
+/// Refuses a `--plugin-dir` that is not a directory: ignoring it would leave its plugins
+/// silently unloaded.
+pub(crate) fn check_dirs(dirs: &[PathBuf]) -> Result<()> {
+    for dir in dirs {
+        if !dir.is_dir() {
+            let problem = if dir.exists() {
+                "is not a directory"
+            } else {
+                "does not exist"
+            };
+            bail!("--plugin-dir {} {problem}", dir.display());
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn run(cmd: PluginsCommand, extra: &[PathBuf]) -> Result<()> {
     let PluginsCommand::List { json } = cmd;
     let (dirs, registry, refused) = xlpatch_core::plugins::discover(extra);
     for e in &refused {
-        eprintln!("warning: {e}");
+        eprintln!("warning: {}", crate::hints::with_causes(e));
     }
     if registry.is_empty() {
         let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();

@@ -78,7 +78,7 @@ fn unescape(s: &str) -> String {
 pub(crate) fn predict(args: PredictArgs, plugin_dirs: &[PathBuf]) -> Result<()> {
     let (_, registry, refused) = xlpatch_core::plugins::discover(plugin_dirs);
     for e in &refused {
-        eprintln!("warning: {e}");
+        eprintln!("warning: {}", crate::hints::with_causes(e));
     }
     let options = BackendOptions {
         plugin: args.backend.clone(),

@@ -142,7 +142,7 @@ pub(crate) fn sweep(
     print!("{}", xlpatch_series::format_plan(&plan));
     let (_, registry, refused) = xlpatch_core::plugins::discover(plugin_dirs);
     for e in &refused {
-        eprintln!("warning: {e}");
+        eprintln!("warning: {}", crate::hints::with_causes(e));
     }
     let opts = SeriesOptions {
         work: args.work.clone().unwrap_or_else(|| out.join(".series")),

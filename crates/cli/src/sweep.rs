@@ -109,16 +109,19 @@ pub(crate) fn sweep(args: SweepArgs, plugin_dirs: &[PathBuf]) -> Result<()> {
     }
     let (_, registry, refused) = xlpatch_core::plugins::discover(plugin_dirs);
     for e in &refused {
-        eprintln!("warning: {e}");
+        eprintln!("warning: {}", crate::hints::with_causes(e));
     }
     let shard = args.shard.unwrap_or_default();
     let start = Instant::now();
     let mut bar = Bar { start, first: None };
     let outcome = sweep::run(&config, &registry, &base, &args.out, shard, &mut |p| {
         bar.show(p)
-    })
-    .with_context(|| format!("sweep into {} failed", args.out.display()))?;
-    eprintln!();
+    });
+    // The bar's line ends before anything else is printed, an error above all.
+    if bar.first.is_some() {
+        eprintln!();
+    }
+    let outcome = outcome.with_context(|| format!("sweep into {} failed", args.out.display()))?;
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
     }

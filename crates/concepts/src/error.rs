@@ -53,7 +53,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// A file exists but could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,

@@ -6,7 +6,7 @@
 //! ```toml
 //! models = ["fixtures/series/export/step_*"] # model dirs or globs (`*` in the last component)
 //! concepts = "fixtures/concepts"
-//! concept_list = "fixtures/series/concepts.txt" # optional: the concept ids to use
+//! concept_list = "fixtures/series/concepts.txt" # the concept ids to use ("": all)
 //! languages = ["en", "de", "fr", "es", "it", "pt", "nl", "pl"]
 //! pairs = [["fr", "de"], ["de", "it"]]   # (input, output) of the target prompts
 //! settings = ["tgt", "seen", "en_en", "self", "tgt_tgt", "unpatched"]
@@ -183,6 +183,18 @@ fn param_table<'de, D: serde::Deserializer<'de>>(
         .collect())
 }
 
+/// `concept_list` as written: `""` for none, since TOML has no null and an absent key means
+/// the default list.
+fn list_to_toml<S: serde::Serializer>(list: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(list.as_deref().unwrap_or(""))
+}
+
+/// `concept_list` as read: `""` is none.
+fn list_from_toml<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    Ok((!s.is_empty()).then_some(s))
+}
+
 /// `target_batch` of the default config: one target at a time (see
 /// [`SweepConfig::target_batch`]).
 pub const DEFAULT_TARGET_BATCH: usize = 1;
@@ -196,10 +208,11 @@ pub struct SweepConfig {
     /// The concept table's directory.
     pub concepts: String,
     /// A file listing the concept ids the study uses, one per line (`#` starts a comment);
-    /// none: every concept of the table. A model trained on a few concepts (the fixture
-    /// series) is studied on those. `SweepConfig::default()` (no config file) names the
-    /// fixture series' list; a config file that omits the key uses every concept.
-    #[serde(default)]
+    /// none (written `concept_list = ""`): every concept of the table. A model trained on a
+    /// few concepts (the fixture series) is studied on those. The default names the fixture
+    /// series' list, so an empty config file is the same study as no config file; a config
+    /// that names another `concepts` table and omits the key uses every concept of it.
+    #[serde(serialize_with = "list_to_toml", deserialize_with = "list_from_toml")]
     pub concept_list: Option<String>,
     /// The study languages (ISO codes).
     pub languages: Vec<String>,
@@ -309,10 +322,18 @@ fn langs(codes: &[String], what: &'static str) -> Result<Vec<Lang>, Error> {
 impl SweepConfig {
     /// Parses a config from TOML text.
     pub fn from_toml(text: &str) -> Result<SweepConfig, Error> {
-        let config: SweepConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let syntax = |e| ConfigError::Syntax {
             path: None,
-            source: Box::new(e),
-        })?;
+            error: Box::new(e),
+        };
+        let mut config: SweepConfig = toml::from_str(text).map_err(syntax)?;
+        // The default concept list is the fixture table's: a config naming another table
+        // without a list studies every concept of that table.
+        let keys: toml::Table = toml::from_str(text).map_err(syntax)?;
+        if !keys.contains_key("concept_list") && config.concepts != SweepConfig::default().concepts
+        {
+            config.concept_list = None;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -324,10 +345,10 @@ impl SweepConfig {
             source,
         })?;
         SweepConfig::from_toml(&text).map_err(|e| match e {
-            Error::Config(ConfigError::Syntax { path: None, source }) => {
+            Error::Config(ConfigError::Syntax { path: None, error }) => {
                 Error::Config(ConfigError::Syntax {
                     path: Some(path.to_path_buf()),
-                    source,
+                    error,
                 })
             }
             Error::Config(e) => Error::Config(ConfigError::Invalid {
@@ -416,6 +437,19 @@ impl SweepConfig {
         Ok(Some(ids))
     }
 
+    /// The config with its paths resolved against `base` ([`resolve_path`]): the same study
+    /// spelled with relative or absolute paths, from any directory, is one config.
+    pub fn resolved(&self, base: &Path) -> SweepConfig {
+        let r = |p: &str| resolve(base, p, false);
+        SweepConfig {
+            models: self.models.iter().map(|m| resolve(base, m, true)).collect(),
+            concepts: r(&self.concepts),
+            concept_list: self.concept_list.as_deref().map(r),
+            prompts: self.prompts.as_deref().map(r),
+            ..self.clone()
+        }
+    }
+
     /// The template.
     pub fn template(&self) -> Result<Template, Error> {
         Template::new(&self.template.line, &self.template.sep)
@@ -492,6 +526,24 @@ impl SweepConfig {
     }
 }
 
+/// `path` (relative to `base`) as one spelling of the file it names: canonical (absolute,
+/// `.`, `..` and symbolic links resolved). A `models` entry keeps its last component (a glob,
+/// or a checkpoint named by a link: results name checkpoints by it) and has only its
+/// directory resolved. Paths that do not resolve are made absolute only.
+pub fn resolve_path(base: &Path, path: &str) -> String {
+    resolve(base, path, false)
+}
+
+fn resolve(base: &Path, path: &str, keep_name: bool) -> String {
+    let joined = base.join(path);
+    let abs = std::path::absolute(&joined).unwrap_or(joined);
+    let resolved = match (abs.parent(), abs.file_name()) {
+        (Some(dir), Some(name)) if keep_name => dir.canonicalize().map(|d| d.join(name)).ok(),
+        _ => abs.canonicalize().ok(),
+    };
+    resolved.unwrap_or(abs).display().to_string()
+}
+
 /// The training step a checkpoint directory's name gives: the number after its last `step`
 /// or `iter` (`step_1024`, `iter_0002000`, `stage1-step10000-tokens21B` → 10000), else its
 /// only number (`ckpt_300`); none when the name has no number, or several and no marker.
@@ -527,19 +579,41 @@ mod tests {
 
     #[test]
     fn an_empty_file_is_the_default_and_round_trips() {
+        // Every key is optional: an empty file is the study of no file, concept list
+        // included (it was dropped, studying 23 concepts the fixture series never saw).
         let c = SweepConfig::from_toml("").unwrap();
-        // A file that omits `concept_list` studies every concept of its table.
-        assert_eq!(c.concept_list, None);
-        assert_eq!(
-            c,
+        assert_eq!(c, SweepConfig::default());
+        assert!(c.concept_list.is_some());
+        let d = SweepConfig::default();
+        assert_eq!(SweepConfig::from_toml(&d.to_toml()).unwrap(), d);
+        // No list (every concept) and another table round-trip too.
+        for c in [
             SweepConfig {
                 concept_list: None,
                 ..SweepConfig::default()
-            }
+            },
+            SweepConfig {
+                concepts: "elsewhere".into(),
+                concept_list: None,
+                ..SweepConfig::default()
+            },
+            SweepConfig {
+                concepts: "elsewhere".into(),
+                concept_list: Some("list.txt".into()),
+                ..SweepConfig::default()
+            },
+        ] {
+            assert_eq!(SweepConfig::from_toml(&c.to_toml()).unwrap(), c);
+        }
+        // Another table without a list: every concept of it.
+        let other = SweepConfig::from_toml("concepts = \"elsewhere\"").unwrap();
+        assert_eq!(other.concept_list, None);
+        assert_eq!(
+            SweepConfig::from_toml("concept_list = \"\"")
+                .unwrap()
+                .concept_list,
+            None
         );
-        let d = SweepConfig::default();
-        assert_eq!(SweepConfig::from_toml(&d.to_toml()).unwrap(), d);
-        assert_eq!(SweepConfig::from_toml(&c.to_toml()).unwrap(), c);
         assert_eq!(c.settings.len(), 6);
         assert_eq!(c.template().unwrap(), Template::default());
     }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -16,15 +16,16 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The TOML does not parse, or names an unknown key.
-    #[error("{}{source}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    #[error("{}{error}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
     Syntax {
         /// The file, when the text came from one.
         path: Option<PathBuf>,
-        /// What the TOML parser reported.
-        source: Box<toml::de::Error>,
+        /// What the TOML parser reported (in the message, not a source: it is the whole
+        /// message).
+        error: Box<toml::de::Error>,
     },
     /// A config that parses but does not describe a sweep.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -54,7 +55,7 @@ pub enum ConfigError {
     #[error("a sweep needs at least one pair, one setting and one concept pair")]
     NothingToRun,
     /// The concept list could not be read.
-    #[error("concept_list: cannot read {}: {source}", path.display())]
+    #[error("concept_list: cannot read {}", path.display())]
     ConceptListRead {
         /// The file.
         path: PathBuf,
@@ -68,7 +69,7 @@ pub enum ConfigError {
         path: PathBuf,
     },
     /// The concept list names concepts the table lacks.
-    #[error("concept_list {}: {source}", path.display())]
+    #[error("concept_list {}", path.display())]
     ConceptListIds {
         /// The file.
         path: PathBuf,
@@ -76,7 +77,7 @@ pub enum ConfigError {
         source: Box<xlpatch_concepts::Error>,
     },
     /// A glob's directory could not be listed.
-    #[error("models {entry:?}: cannot list {}: {source}", dir.display())]
+    #[error("models {entry:?}: cannot list {}", dir.display())]
     ListModels {
         /// The `models` entry.
         entry: String,
@@ -209,10 +210,10 @@ pub enum TokenizerError {
     #[error("the model directory has no tokenizer (export with --tokenizer)")]
     Missing,
     /// It could not be loaded.
-    #[error("cannot load: {0}")]
+    #[error("cannot load")]
     Load(#[source] tokenizers::Error),
     /// It failed on a text.
-    #[error("cannot tokenize {text:?}: {source}")]
+    #[error("cannot tokenize {text:?}")]
     Encode {
         /// The text.
         text: String,
@@ -220,7 +221,7 @@ pub enum TokenizerError {
         source: tokenizers::Error,
     },
     /// It failed on a token.
-    #[error("cannot decode token {id}: {source}")]
+    #[error("cannot decode token {id}")]
     Decode {
         /// The token id.
         id: u32,
@@ -228,7 +229,7 @@ pub enum TokenizerError {
         source: tokenizers::Error,
     },
     /// It failed on a run of tokens.
-    #[error("cannot decode tokens: {0}")]
+    #[error("cannot decode tokens")]
     DecodeText(#[source] tokenizers::Error),
     /// Its ids do not fit the model's embeddings.
     #[error(
@@ -378,9 +379,10 @@ pub enum PromptError {
     },
     /// Too few concepts for the demonstrations.
     #[error(
-        "{} has only {available} concepts in {in_lang} and {out_lang} besides {excluded:?}, \
-         {wanted} demonstrations asked for",
-        table.display()
+        "{} has only {available} concepts in {in_lang} and {out_lang} besides the {} \
+         excluded, {wanted} demonstrations asked for",
+        table.display(),
+        excluded.len()
     )]
     TooFewDemos {
         /// The concept table.
@@ -395,6 +397,28 @@ pub enum PromptError {
         excluded: Vec<String>,
         /// Demonstrations per prompt.
         wanted: usize,
+    },
+    /// Too few concepts left for the demonstrations a language pair shares.
+    #[error(
+        "{in_lang}-{out_lang}: {available} concepts are left for the shared demonstrations, \
+         {wanted} needed (n_shots): demos = \"per_pair\" draws them from the concepts no \
+         concept pair of the sweep uses, and the concept pairs use {used} of the {complete} \
+         concepts with a form in {in_lang} and {out_lang}; set demos = \"per_prompt\" (each \
+         prompt then avoids only its own pair), or ask for fewer concept_pairs or n_shots"
+    )]
+    TooFewSharedDemos {
+        /// The input language.
+        in_lang: String,
+        /// The output language.
+        out_lang: String,
+        /// Concepts left.
+        available: usize,
+        /// Demonstrations per prompt.
+        wanted: usize,
+        /// Concepts with forms in both languages that the concept pairs use.
+        used: usize,
+        /// Concepts with forms in both languages.
+        complete: usize,
     },
     /// A query concept among its own demonstrations.
     #[error("the query concept {0:?} is among its own demonstrations")]

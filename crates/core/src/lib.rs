@@ -37,7 +37,7 @@ pub enum Error {
     Model(#[from] xlpatch_model::ModelError),
     /// A tokenizer could not be loaded or used.
     #[error(
-        "tokenizer{}: {source}",
+        "tokenizer{}",
         path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default()
     )]
     Tokenizer {

@@ -9,12 +9,24 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum ExportError {
     /// A file could not be read, written or created.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The operating system's error.
         source: std::io::Error,
+    },
+    /// What was given as the checkpoint is neither a checkpoint directory nor a GGUF file.
+    #[error(
+        "{} {problem}: the model to export is a Hugging Face checkpoint directory (config.json \
+         and *.safetensors) or a .gguf file",
+        path.display()
+    )]
+    NotAModel {
+        /// The path given.
+        path: PathBuf,
+        /// What it is instead (`does not exist`, `is not a .gguf file`, ...).
+        problem: String,
     },
     /// A file ends before its own header says it should.
     #[error("{} is truncated: {detail}", path.display())]

@@ -121,11 +121,27 @@ pub fn supported_architectures() -> Vec<(&'static str, &'static str)> {
 /// `opts.model` is a checkpoint directory or a `.gguf` file (dequantized to f32; the
 /// metadata stands in for `config.json`).
 pub fn export(opts: &ExportOptions) -> Result<Manifest> {
-    let is_gguf = opts.model.is_file()
-        && opts
-            .model
+    let model = &opts.model;
+    let not_a_model = |problem: &str| ExportError::NotAModel {
+        path: model.clone(),
+        problem: problem.to_string(),
+    };
+    let is_gguf = model.is_file()
+        && (model
             .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+            || gguf_magic(model));
+    if !model.exists() {
+        return Err(not_a_model("does not exist"));
+    }
+    if model.is_file() && !is_gguf {
+        return Err(not_a_model(
+            "is a file but not a GGUF file (a safetensors file is exported from its directory)",
+        ));
+    }
+    if model.is_dir() && !model.join("config.json").is_file() {
+        return Err(not_a_model("is a directory without config.json"));
+    }
     if is_gguf {
         let weights = gguf::Gguf::open(&opts.model)?;
         let cfg = arch::from_json(&opts.model, weights.hf_config()?)?;
@@ -135,6 +151,16 @@ pub fn export(opts: &ExportOptions) -> Result<Manifest> {
         let weights = safetensors::SafeTensors::open_dir(&opts.model)?;
         write_all(opts, &cfg, &weights)
     }
+}
+
+/// Whether the file begins as a GGUF file does.
+fn gguf_magic(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"GGUF"
 }
 
 fn write_all(

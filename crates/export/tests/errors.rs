@@ -63,6 +63,32 @@ fn missing_config() {
     assert!(e.contains("config.json"), "{e}");
 }
 
+/// `--model` given a safetensors file or a mistyped path: said so, not
+/// ".../config.json: Not a directory".
+#[test]
+fn a_model_that_is_not_a_checkpoint_says_what_is_expected() {
+    let src = TempDir::new("err-not-model");
+    write_checkpoint(src.path(), &tiny(), 1, 1);
+    let file = src.path().join("model.safetensors");
+    let e = export_err(&file).to_string();
+    assert!(
+        e.contains("is a file but not a GGUF file")
+            && e.contains("a Hugging Face checkpoint directory (config.json and *.safetensors) or a .gguf file")
+            && !e.contains("Not a directory"),
+        "{e}"
+    );
+    for typo in ["model.gguff", "modle.gguf", "x.safetensors"] {
+        let p = src.path().join(typo);
+        let e = export_err(&p);
+        assert!(matches!(e, ExportError::NotAModel { .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.starts_with(&format!("{} does not exist", p.display())) && e.contains(".gguf file"),
+            "{e}"
+        );
+    }
+}
+
 #[test]
 fn truncated_safetensors() {
     let src = TempDir::new("err-trunc");

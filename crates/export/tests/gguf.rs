@@ -479,4 +479,28 @@ fn truncated_gguf_is_an_error_naming_the_file() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("not a GGUF file"), "{e}");
+    // A GGUF magic and version, then garbage: an implausible count, not "truncated: header
+    // needs 18446462598732840980 bytes".
+    for (counts, what) in [
+        (
+            vec![0xfffe_b7d4_3a91_fe17_u64],
+            "tensor count 18446383245899726359",
+        ),
+        (vec![1, 1, 0x7777_7777_7777], "key length 131354989131639"),
+    ] {
+        let mut garbage = b"GGUF".to_vec();
+        garbage.extend(3u32.to_le_bytes());
+        for c in counts {
+            garbage.extend(c.to_le_bytes());
+        }
+        garbage.extend([7u8; 64]);
+        std::fs::write(&gguf, &garbage).unwrap();
+        let e = export(&ExportOptions::new(&gguf, out.path())).unwrap_err();
+        assert!(matches!(e, ExportError::Malformed { .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.contains("not a GGUF file, or a damaged one: implausible header") && e.contains(what),
+            "{e}"
+        );
+    }
 }

@@ -96,7 +96,7 @@ pub enum HubError {
         cache: PathBuf,
     },
     /// A file system error.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The path.
         path: PathBuf,

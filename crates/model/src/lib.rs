@@ -29,7 +29,7 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 #[non_exhaustive]
 pub enum ModelError {
     /// A file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,

@@ -50,7 +50,7 @@ pub enum Error {
     #[error(transparent)]
     Results(#[from] xlpatch_results::Error),
     /// The concept table could not be loaded.
-    #[error("concept table {}: {source}", path.display())]
+    #[error("concept table {}", path.display())]
     Concepts {
         /// The table's directory.
         path: PathBuf,
@@ -58,7 +58,7 @@ pub enum Error {
         source: Box<xlpatch_concepts::Error>,
     },
     /// An output file could not be written.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write {
         /// The file.
         path: PathBuf,

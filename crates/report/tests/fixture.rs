@@ -78,6 +78,7 @@ pub fn write_results(dir: &Path, concepts: &str) {
                 step: Some(*s),
             })
             .collect(),
+        shard: None,
         study: Some(Study {
             concepts: concepts.to_string(),
             pairs,

@@ -15,6 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
+mod diff;
 mod kinds;
 mod merge;
 mod prompts;
@@ -27,8 +28,8 @@ pub use merge::merge;
 pub use prompts::{PromptRecord, prompts_text, read_prompts};
 pub use row::Row;
 pub use run::{
-    CONFIG_FILE, ModelEntry, PROMPTS_FILE, RUN_FILE, RUN_FORMAT_VERSION, RunFile, Study,
-    TIMINGS_FILE, Timing, store_or_check,
+    CONFIG_FILE, ModelEntry, PROMPTS_FILE, RUN_FILE, RUN_FORMAT_VERSION, RunFile, ShardRecord,
+    Study, TIMINGS_FILE, Timing, store_or_check,
 };
 pub use store::{CSV_FILE, JSONL_FILE, LOCK_FILE, ResultsWriter, read_rows};
 
@@ -37,7 +38,7 @@ pub use store::{CSV_FILE, JSONL_FILE, LOCK_FILE, ResultsWriter, read_rows};
 #[non_exhaustive]
 pub enum Error {
     /// A file or directory could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -45,7 +46,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A line of a JSON or JSONL file is not what it should be.
-    #[error("{}: line {line}: {source}", path.display())]
+    #[error("{}: line {line}", path.display())]
     Json {
         /// The file.
         path: PathBuf,
@@ -56,11 +57,11 @@ pub enum Error {
     },
     /// A result row does not fit [`Row`].
     #[error(
-        "{}: line {line}: a row of unit {unit:?}: {source}{}",
+        "{}: line {line}: a row of unit {unit:?}{}",
         path.display(),
         if *null {
-            " (a NaN or an infinity that an older xlpatch wrote as null: delete the unit's \
-             lines and resume the sweep to compute it again)"
+            " holds null where a number belongs (a NaN or an infinity that an older xlpatch \
+             wrote as null: delete the unit's lines and resume the sweep to compute it again)"
         } else {
             ""
         }
@@ -112,12 +113,15 @@ pub enum Error {
     },
     /// A file of the results directory holds another sweep's config, models or prompts.
     #[error(
-        "{}: belongs to another sweep (config, models or prompts differ); use another --out",
+        "{}: belongs to another sweep ({differences}); use another --out, or the config that \
+         wrote it",
         path.display()
     )]
     OtherSweep {
         /// The file.
         path: PathBuf,
+        /// What differs, `key: stored → new`.
+        differences: String,
     },
     /// A file has a format version this crate does not read.
     #[error("{}: format_version {found} is not supported (this xlpatch reads {supported})", path.display())]
@@ -156,7 +160,7 @@ pub enum Error {
     },
     /// A merge input belongs to another sweep than the first input.
     #[error(
-        "{}: its config, run description or prompt set differs from {}",
+        "{}: its {file} differs from {}'s ({differences}): not a shard of the same sweep",
         dir.display(),
         first.display()
     )]
@@ -165,6 +169,68 @@ pub enum Error {
         dir: PathBuf,
         /// The first input.
         first: PathBuf,
+        /// The file that differs.
+        file: String,
+        /// What differs, `key: first's → this input's`.
+        differences: String,
+    },
+    /// One directory given twice to `merge`, or two holding the same shard.
+    #[error(
+        "{} and {}: {what}; give each shard once",
+        first.display(),
+        dir.display()
+    )]
+    DuplicateShard {
+        /// The first input holding it.
+        first: PathBuf,
+        /// The other.
+        dir: PathBuf,
+        /// `both hold shard k/n`, or `the same directory`.
+        what: String,
+    },
+    /// Shards of a sweep missing from `merge`'s inputs.
+    #[error(
+        "shard {} of {count} is missing (given: {}); merge every shard of the sweep",
+        missing.join(", "),
+        given.join(", ")
+    )]
+    MissingShards {
+        /// The shards not given, `k/n`.
+        missing: Vec<String>,
+        /// How many shards the sweep has.
+        count: usize,
+        /// The shards given, `k/n`.
+        given: Vec<String>,
+    },
+    /// Inputs that disagree on how the sweep was split.
+    #[error(
+        "{} is {}, but {} is {}: shards of one sweep are split alike",
+        first.display(),
+        first_shard,
+        dir.display(),
+        shard
+    )]
+    OtherSplit {
+        /// The first input.
+        first: PathBuf,
+        /// Its shard, or `a whole sweep`.
+        first_shard: String,
+        /// The input that differs.
+        dir: PathBuf,
+        /// Its shard.
+        shard: String,
+    },
+    /// Units of the sweep's plan that no input holds.
+    #[error("{missing} of the sweep's {total} units are in no input (first: {first}){hint}")]
+    IncompleteMerge {
+        /// How many units are missing.
+        missing: usize,
+        /// Units in the plan.
+        total: usize,
+        /// The first missing unit.
+        first: String,
+        /// What to do.
+        hint: String,
     },
     /// A unit found in two merge inputs has different rows.
     #[error("{}: unit {unit} differs from another input's", dir.display())]

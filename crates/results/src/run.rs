@@ -30,10 +30,29 @@ pub struct RunFile {
     pub format_version: u32,
     /// The checkpoints, in the order the sweep ran them.
     pub models: Vec<ModelEntry>,
+    /// The part of the sweep this directory holds: absent for a whole sweep, and in results
+    /// written before shards were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRecord>,
     /// What the report needs of the config (absent in results written before it was
     /// recorded: then [`Study::from_config_toml`] reads it from the stored config).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub study: Option<Study>,
+}
+
+/// Shard `index` of `count` (`k/n` on the command line), as `run.json` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ShardRecord {
+    /// How many shards the sweep has.
+    pub count: usize,
+    /// Which one this is (`0 <= index < count`).
+    pub index: usize,
+}
+
+impl std::fmt::Display for ShardRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 /// One checkpoint of `run.json`.
@@ -112,15 +131,22 @@ impl RunFile {
         Ok(run)
     }
 
-    /// Writes `dir/run.json`, or checks that the one there describes the same run. A file
-    /// without [`RunFile::study`] (written before it was recorded) is the same run when
-    /// everything else is equal.
-    pub fn write_or_check(&self, dir: &Path) -> Result<(), Error> {
-        let legacy = RunFile {
-            study: None,
-            ..self.clone()
-        };
-        store_or_check(dir, RUN_FILE, &self.to_text(), &[&legacy.to_text()])
+    /// Writes `dir/run.json`, or checks that the one there describes the same run (or one
+    /// of `also_accepted`, earlier spellings of it). A file without [`RunFile::study`]
+    /// (written before it was recorded) is the same run when everything else is equal.
+    pub fn write_or_check(&self, dir: &Path, also_accepted: &[RunFile]) -> Result<(), Error> {
+        let texts: Vec<String> = std::iter::once(self)
+            .chain(also_accepted)
+            .flat_map(|r| {
+                let legacy = RunFile {
+                    study: None,
+                    ..r.clone()
+                };
+                [r.to_text(), legacy.to_text()]
+            })
+            .collect();
+        let others: Vec<&str> = texts[1..].iter().map(String::as_str).collect();
+        store_or_check(dir, RUN_FILE, &texts[0], &others)
     }
 }
 
@@ -135,7 +161,10 @@ pub fn store_or_check(
     let path = dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(old) if old == text || also_accepted.contains(&old.as_str()) => Ok(()),
-        Ok(_) => Err(Error::OtherSweep { path }),
+        Ok(old) => Err(Error::OtherSweep {
+            differences: crate::diff::describe(name, &old, text),
+            path,
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::write(&path, text).map_err(io_err(&path))
         }

@@ -2,6 +2,7 @@
 //! files earlier versions wrote.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
@@ -158,18 +159,19 @@ fn merge_joins_shards_and_refuses_mismatches() {
         root.path().join("s1"),
         root.path().join("s2"),
     );
-    for (dir, units) in [(&s0, ["a", "c"]), (&s1, ["b", "c"])] {
+    for (dir, units) in [(&s0, ["ckpt/a", "ckpt/c"]), (&s1, ["ckpt/b", "ckpt/c"])] {
         let mut w = ResultsWriter::open(dir).unwrap();
         for u in units {
             w.append_unit(&unit(u, 2)).unwrap();
         }
         std::fs::write(dir.join("config.toml"), "seed = 1\n").unwrap();
+        plan_files(dir, &["a", "b", "c"], None);
     }
     let out = root.path().join("merged");
     assert_eq!(merge(&[s0.clone(), s1.clone()], &out).unwrap(), 6);
     assert_eq!(
         read_rows(&out).unwrap(),
-        [unit("a", 2), unit("c", 2), unit("b", 2)].concat()
+        [unit("ckpt/a", 2), unit("ckpt/c", 2), unit("ckpt/b", 2)].concat()
     );
     assert_eq!(
         std::fs::read_to_string(out.join("config.toml")).unwrap(),
@@ -182,10 +184,106 @@ fn merge_joins_shards_and_refuses_mismatches() {
     );
     // Another config.
     let mut w = ResultsWriter::open(&s2).unwrap();
-    w.append_unit(&unit("d", 2)).unwrap();
+    w.append_unit(&unit("ckpt/d", 2)).unwrap();
     std::fs::write(s2.join("config.toml"), "seed = 2\n").unwrap();
+    plan_files(&s2, &["a", "b", "c"], None);
     let err = merge(&[s0, s2], &root.path().join("m2")).unwrap_err();
-    assert!(err.to_string().contains("differs"), "{err}");
+    assert!(
+        err.to_string().contains("config.toml differs") && err.to_string().contains("seed: 1 → 2"),
+        "{err}"
+    );
+}
+
+/// `run.json` (one checkpoint, `ckpt`) and `prompts.jsonl` (the targets `items`) of a
+/// sweep, with its shard record.
+fn plan_files(dir: &Path, items: &[&str], shard: Option<ShardRecord>) {
+    let run = RunFile {
+        format_version: RUN_FORMAT_VERSION,
+        models: vec![ModelEntry {
+            architecture: "Llama".into(),
+            checkpoint: "ckpt".into(),
+            hash: "h".into(),
+            step: None,
+        }],
+        shard,
+        study: None,
+    };
+    std::fs::write(dir.join(RUN_FILE), run.to_text()).unwrap();
+    let prompts: String = items
+        .iter()
+        .map(|i| json!({"item": i, "role": "target"}).to_string() + "\n")
+        .collect();
+    std::fs::write(dir.join(PROMPTS_FILE), prompts).unwrap();
+}
+
+#[test]
+fn merge_refuses_a_missing_or_repeated_shard_and_an_incomplete_one() {
+    let root = tempfile::tempdir().unwrap();
+    let items = ["a", "b", "c"];
+    let shard = |k: usize| {
+        let dir = root.path().join(format!("s{k}"));
+        let mut w = ResultsWriter::open(&dir).unwrap();
+        for (i, item) in items.iter().enumerate() {
+            if i % 2 == k {
+                w.append_unit(&unit(&format!("ckpt/{item}"), 2)).unwrap();
+            }
+        }
+        plan_files(&dir, &items, Some(ShardRecord { count: 2, index: k }));
+        dir
+    };
+    let (s0, s1) = (shard(0), shard(1));
+    let err = |inputs: &[PathBuf]| {
+        let out = root.path().join("never");
+        let e = merge(inputs, &out).unwrap_err().to_string();
+        assert!(!out.exists(), "a refused merge writes nothing");
+        e
+    };
+    // One shard of two.
+    let e = err(std::slice::from_ref(&s0));
+    assert!(e.contains("shard 1/2 of 2 is missing (given: 0/2)"), "{e}");
+    // The same shard twice: as one directory, and as a copy.
+    let e = err(&[s0.clone(), s0.clone()]);
+    assert!(e.contains("the same directory"), "{e}");
+    let copy = root.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for f in std::fs::read_dir(&s0).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, copy.join(f.file_name().unwrap())).unwrap();
+    }
+    let e = err(&[s0.clone(), copy.clone()]);
+    assert!(e.contains("both hold shard 0/2"), "{e}");
+    // Every shard: merged, and the merged run.json is a whole sweep's.
+    let out = root.path().join("merged");
+    assert_eq!(merge(&[s1.clone(), s0.clone()], &out).unwrap(), 6);
+    assert_eq!(RunFile::read(&out).unwrap().shard, None);
+    // A shard whose last unit is missing (killed before it was written).
+    let units = std::fs::read_to_string(s0.join(JSONL_FILE)).unwrap();
+    let cut: Vec<&str> = units.lines().collect();
+    std::fs::write(s0.join(JSONL_FILE), cut[..2].join("\n") + "\n").unwrap();
+    let e = err(&[s0.clone(), s1.clone()]);
+    assert!(
+        e.contains("1 of the sweep's 3 units are in no input (first: ckpt/c)")
+            && e.contains("resume it"),
+        "{e}"
+    );
+    // Results that record no shard (older ones, or a whole sweep): complete, they merge;
+    // incomplete, they are refused.
+    for d in [&s0, &s1] {
+        let mut run = RunFile::read(d).unwrap();
+        run.shard = None;
+        std::fs::write(d.join(RUN_FILE), run.to_text()).unwrap();
+    }
+    std::fs::write(s0.join(JSONL_FILE), &units).unwrap();
+    assert_eq!(
+        merge(&[s0.clone(), s1.clone()], &root.path().join("old")).unwrap(),
+        6
+    );
+    let e = err(std::slice::from_ref(&s0));
+    assert!(e.contains("record no shard"), "{e}");
+    // A whole sweep with shards.
+    plan_files(&s1, &items, Some(ShardRecord { count: 2, index: 1 }));
+    let e = err(&[s0, s1]);
+    assert!(e.contains("shards of one sweep are split alike"), "{e}");
 }
 
 /// `run.json` as earlier versions wrote it (a `json!` map, keys sorted).
@@ -214,6 +312,7 @@ fn run_json_keeps_the_bytes_earlier_versions_wrote() {
     let run = RunFile {
         format_version: RUN_FORMAT_VERSION,
         models,
+        shard: None,
         study: Some(Study {
             concepts: "fixtures/concepts".into(),
             pairs: vec![["fr".into(), "de".into()]],
@@ -222,13 +321,20 @@ fn run_json_keeps_the_bytes_earlier_versions_wrote() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(RUN_FILE), &old).unwrap();
     // An old directory resumes: its run.json only lacks the study.
-    run.write_or_check(dir.path()).unwrap();
+    run.write_or_check(dir.path(), &[]).unwrap();
     let other = RunFile {
         models: run.models[..1].to_vec(),
         ..run.clone()
     };
-    let err = other.write_or_check(dir.path()).unwrap_err();
-    assert!(err.to_string().contains("another sweep"), "{err}");
+    let err = other.write_or_check(dir.path(), &[]).unwrap_err();
+    // The refusal names what differs.
+    assert!(
+        err.to_string().contains("another sweep")
+            && err
+                .to_string()
+                .contains("models[1].checkpoint: \"x\" → (absent)"),
+        "{err}"
+    );
     let read = RunFile::read(dir.path()).unwrap();
     assert_eq!(read.models, run.models);
     assert_eq!(read.study, None);

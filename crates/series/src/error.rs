@@ -12,7 +12,7 @@ pub enum SeriesError {
     #[error(transparent)]
     Hub(#[from] HubError),
     /// An export.
-    #[error("cannot export {checkpoint}: {source}")]
+    #[error("cannot export {checkpoint}")]
     Export {
         /// The checkpoint.
         checkpoint: String,
@@ -42,7 +42,7 @@ pub enum SeriesError {
         export: u64,
     },
     /// A file system error.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The path.
         path: PathBuf,

@@ -354,6 +354,7 @@ pub(crate) fn write_run_json(plan: &Plan, state: &State, out: &Path) -> Result<(
             .iter()
             .filter_map(|p| state.models.get(&p.name).cloned())
             .collect(),
+        shard: None,
         study: state.study.clone(),
     };
     write_atomic(&out.join(xlpatch_results::RUN_FILE), &run.to_text())

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use xlpatch_core::config::SweepConfig;
 use xlpatch_core::results::{ResultsWriter, Row, TIMINGS_FILE, read_rows};
 
@@ -99,6 +99,18 @@ pub fn merge(study: &Study) -> Result<usize, Error> {
             .filter(|m| m.len() == 1)
             .map(|m| m[0].clone())
             .ok_or_else(|| mismatch("run.json does not describe one checkpoint".into()))?;
+        // A task runs shard k/n of its checkpoint (a whole one records none).
+        let want_shard = (t.shards > 1).then(|| json!({"count": t.shards, "index": t.shard}));
+        if run.get("shard") != want_shard.as_ref() {
+            let found = run.get("shard").map_or("no shard".to_string(), |s| {
+                format!("shard {}/{}", s["index"], s["count"])
+            });
+            return Err(mismatch(format!(
+                "it holds {found} of {}, but the job table gives it shard {}/{}: remove the \
+                 directory and resubmit the task",
+                t.checkpoint, t.shard, t.shards
+            )));
+        }
         let hash = model["hash"].as_str().unwrap_or("");
         let want = hashes.get(t.checkpoint.as_str()).copied().unwrap_or("");
         if hash != want {
@@ -154,6 +166,10 @@ pub fn merge(study: &Study) -> Result<usize, Error> {
         });
     }
     let mut run = run_json.expect("a study has a task");
+    // The merge is the whole study, not the first task's shard.
+    if let Some(fields) = run.as_object_mut() {
+        fields.remove("shard");
+    }
     run["models"] = Value::Array(
         study
             .checkpoints
@@ -317,6 +333,20 @@ mod tests {
         let err = merge(&s).unwrap_err().to_string();
         assert!(
             err.contains("1 of 2 tasks are incomplete (0: step_0 shard 0/1, 0 of 2 units)"),
+            "{err}"
+        );
+        assert!(!s.results_dir().exists());
+
+        // A task directory holding another shard than the job table gives it.
+        let dir = tempfile::tempdir().unwrap();
+        let s = study(dir.path());
+        let c = &s.checkpoints[1];
+        let run = json!({"format_version": 1, "models": [{"checkpoint": c.name, "hash": c.hash}],
+            "shard": {"count": 2, "index": 1}});
+        std::fs::write(s.tasks[1].out.join("run.json"), run.to_string()).unwrap();
+        let err = merge(&s).unwrap_err().to_string();
+        assert!(
+            err.contains("holds shard 1/2") && err.contains("job table gives it shard 0/1"),
             "{err}"
         );
         assert!(!s.results_dir().exists());

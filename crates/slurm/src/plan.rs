@@ -191,13 +191,6 @@ impl TaskStatus {
     }
 }
 
-/// Makes a path of the config absolute, resolved against `base`.
-fn absolute(base: &Path, p: &str) -> Result<String, Error> {
-    let joined = base.join(p);
-    let abs = std::path::absolute(&joined).map_err(io(&joined))?;
-    Ok(abs.display().to_string())
-}
-
 /// The config as a task stores it beside its results: the thread count and the target batch
 /// do not change results, so `xlpatch sweep` stores them as defaults.
 pub(crate) fn stored(config: &SweepConfig) -> SweepConfig {
@@ -232,19 +225,8 @@ pub fn plan(
             dir.display()
         )));
     }
-    let mut config = config.clone();
-    config.models = config
-        .models
-        .iter()
-        .map(|m| absolute(base, m))
-        .collect::<Result<_, _>>()?;
-    config.concepts = absolute(base, &config.concepts)?;
-    if let Some(list) = &config.concept_list {
-        config.concept_list = Some(absolute(base, list)?);
-    }
-    if let Some(prompts) = &config.prompts {
-        config.prompts = Some(absolute(base, prompts)?);
-    }
+    // Paths as `xlpatch sweep` stores them, so a task's stored config is the study's.
+    let config = config.resolved(base);
     let targets = match &config.prompts {
         // A replayed prompt set has one target record per target.
         Some(file) => {

@@ -107,7 +107,7 @@ impl Create for CandleBackend {
         } else {
             None
         };
-        let io = |e: xlpatch_model::ModelError| PluginError::new(StatusCode::IO, e.to_string());
+        let io = |e: xlpatch_model::ModelError| PluginError::with_causes(StatusCode::IO, &e);
         let manifest = if parse_bool(params, "verify", true)? {
             Manifest::load(&dir).map_err(io)?
         } else {

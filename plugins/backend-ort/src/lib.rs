@@ -127,7 +127,7 @@ impl Create for OrtBackend {
                 )));
             }
         };
-        let io = |e: xlpatch_model::ModelError| PluginError::new(StatusCode::IO, e.to_string());
+        let io = |e: xlpatch_model::ModelError| PluginError::with_causes(StatusCode::IO, &e);
         let manifest = if parse_bool(params, "verify", true)? {
             Manifest::load(&dir).map_err(io)?
         } else {

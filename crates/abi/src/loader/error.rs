@@ -183,12 +183,6 @@ impl fmt::Display for LoadError {
     }
 }
 
-impl std::error::Error for LoadError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            LoadError::Create { error, .. } => Some(error),
-            LoadError::Io { error, .. } => Some(error),
-            _ => None,
-        }
-    }
-}
+/// The plugin's message and the directory's i/o error are part of the message, so they are
+/// not also a source (a chain would say them twice).
+impl std::error::Error for LoadError {}

@@ -22,7 +22,7 @@ use std::path::Path;
 use xlpatch_abi::loader::Registry;
 use xlpatch_results::{
     CONFIG_FILE, ModelEntry, PROMPTS_FILE, PromptRecord, RUN_FORMAT_VERSION, ResultsWriter, Role,
-    RunFile, Study, Timing, prompts_text, store_or_check,
+    RunFile, ShardRecord, Study, Timing, prompts_text, store_or_check,
 };
 
 use crate::Error;
@@ -85,25 +85,17 @@ pub fn run(
     shard: Shard,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Outcome, Error> {
+    // Everything that can be refused is checked before the results directory is touched:
+    // files written for a study that is then refused would make its corrected config
+    // "another sweep".
     let plan = plan(config, base)?;
-    let mut writer = ResultsWriter::open(out)?;
-    // The stored config identifies the sweep; the thread count and the target batch do not
-    // change results (beyond float rounding), so a resume or a shard on another machine may
-    // use others.
-    let stored = SweepConfig {
-        threads: 0,
-        target_batch: crate::config::DEFAULT_TARGET_BATCH,
-        verify: false,
-        ..config.clone()
+    let plugins = plugins(config, registry)?;
+    let options = BackendOptions {
+        plugin: config.plugins.backend.clone(),
+        threads: config.threads,
+        verify: true,
+        params: config.plugins.backend_params.clone(),
     };
-    store_or_check(out, CONFIG_FILE, &stored.to_toml(), &[])?;
-    run_file(config, &plan).write_or_check(out)?;
-    store_or_check(
-        out,
-        PROMPTS_FILE,
-        &prompts_text(&prompt_records(&plan)),
-        &[],
-    )?;
 
     // The units of this shard, by checkpoint.
     let mut units: Vec<UnitRef> = Vec::new();
@@ -120,15 +112,49 @@ pub fn run(
             index += 1;
         }
     }
+    // A new sweep opens its first checkpoint (the backend and its parameters) before
+    // writing anything; a resume was checked so when it started.
+    let mut opened: Option<(usize, Model)> = None;
+    if !out.join(CONFIG_FILE).exists()
+        && let Some(first) = units.first()
+    {
+        let (dir, manifest) = &plan.models[first.model];
+        if config.verify {
+            // Every byte read now; the backend's own check then finds the hashes just made.
+            manifest.verify_full(dir)?;
+        }
+        let model = Model::open(registry, dir, &options)?;
+        opened = Some((first.model, model));
+    }
+
+    let mut writer = ResultsWriter::open(out)?;
+    // The stored config identifies the sweep, its paths resolved (the same study spelled
+    // with relative or absolute paths is one sweep; results written before paths were
+    // resolved hold them as written); the thread count and the target batch do not change
+    // results (beyond float rounding), so a resume or a shard on another machine may use
+    // others.
+    let as_written = SweepConfig {
+        threads: 0,
+        target_batch: crate::config::DEFAULT_TARGET_BATCH,
+        verify: false,
+        ..config.clone()
+    };
+    let stored = as_written.resolved(base);
+    store_or_check(
+        out,
+        CONFIG_FILE,
+        &stored.to_toml(),
+        &[&as_written.to_toml()],
+    )?;
+    run_file(&stored, &plan, shard).write_or_check(out, &[run_file(&as_written, &plan, shard)])?;
+    store_or_check(
+        out,
+        PROMPTS_FILE,
+        &prompts_text(&prompt_records(&plan)),
+        &[],
+    )?;
     let total = units.len();
     let resumed = units.iter().filter(|u| writer.is_done(&u.key)).count();
-    let plugins = plugins(config, registry)?;
-    let options = BackendOptions {
-        plugin: config.plugins.backend.clone(),
-        threads: config.threads,
-        verify: true,
-        params: config.plugins.backend_params.clone(),
-    };
     let mut done = resumed;
     let mut ran = 0;
     for (m, (dir, manifest)) in plan.models.iter().enumerate() {
@@ -139,11 +165,17 @@ pub fn run(
         if todo.is_empty() {
             continue;
         }
-        if config.verify {
-            // Every byte read now; the backend's own check then finds the hashes just made.
-            manifest.verify_full(dir)?;
-        }
-        let mut model = Model::open(registry, dir, &options)?;
+        let mut model = match opened.take() {
+            Some((first, model)) if first == m => model,
+            _ => {
+                if config.verify {
+                    // Every byte read now; the backend's own check then finds the hashes
+                    // just made.
+                    manifest.verify_full(dir)?;
+                }
+                Model::open(registry, dir, &options)?
+            }
+        };
         let mut prefixes = PrefixCache::new();
         let stops = stops_from(&plan.pieces, &model);
         let per_batch = units_per_batch(config, &model, &plan, &todo);
@@ -195,10 +227,14 @@ pub fn run(
         warnings: plan.warnings.clone(),
     })
 }
-/// `run.json` of a sweep.
-fn run_file(config: &SweepConfig, plan: &Plan) -> RunFile {
+/// `run.json` of a sweep, or of its shard `shard`.
+fn run_file(config: &SweepConfig, plan: &Plan, shard: Shard) -> RunFile {
     RunFile {
         format_version: RUN_FORMAT_VERSION,
+        shard: (shard.count > 1).then_some(ShardRecord {
+            count: shard.count,
+            index: shard.index,
+        }),
         models: plan
             .models
             .iter()
@@ -237,4 +273,36 @@ fn prompt_records(plan: &Plan) -> Vec<PromptRecord> {
         }
     }
     records
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// What a sweep fixes before any model runs: the series, the concepts, the config as
+    /// stored, the run description and every prompt.
+    fn resolved(config: &SweepConfig, base: &Path) -> (Vec<PathBuf>, Vec<String>, String, String) {
+        let plan = plan(config, base).unwrap();
+        let concepts = plan.table.concepts().iter().map(|c| c.id.clone()).collect();
+        let dirs = plan.models.iter().map(|(d, _)| d.clone()).collect();
+        let prompts = prompts_text(&prompt_records(&plan));
+        let run = run_file(config, &plan, Shard::default()).to_text();
+        (dirs, concepts, config.to_toml(), run + &prompts)
+    }
+
+    #[test]
+    fn an_empty_config_file_is_the_study_of_no_config_file() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("empty.toml");
+        std::fs::write(&file, "").unwrap();
+        let empty = resolved(&SweepConfig::read(&file).unwrap(), &repo);
+        let none = resolved(&SweepConfig::default(), &repo);
+        // The fixture series is studied on the concepts it was trained on.
+        let listed = SweepConfig::default().concept_ids(&repo).unwrap().unwrap();
+        assert_eq!(none.1.len(), listed.len());
+        assert_eq!(empty, none);
+    }
 }

@@ -15,7 +15,7 @@ use crate::config::{Demos, Setting, SweepConfig, Variant};
 use crate::pairs::{ConceptPair, ConceptTokens, draw_pairs, vocab_pieces};
 use crate::prompt::{Prompt, PromptBuilder, PromptKind};
 use crate::rng::Rng;
-use crate::{ConfigError, Error, TokenizerError};
+use crate::{ConfigError, Error, PromptError, TokenizerError};
 
 /// The source prompts of one setting for a target (empty for `unpatched` and `tgt_tgt`).
 fn source_specs(
@@ -293,7 +293,36 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
                     return Ok(d.clone());
                 }
                 let mut rng = Rng::stream(config.seed, &format!("demos/{a}-{b}"));
-                let d = builder.draw_demos(&mut rng, a, b, &used)?;
+                let d = builder
+                    .draw_demos(&mut rng, a, b, &used)
+                    .map_err(|e| match e {
+                        Error::Prompt(PromptError::TooFewDemos {
+                            available, wanted, ..
+                        }) => {
+                            let complete: Vec<&str> = table
+                                .concepts()
+                                .iter()
+                                .filter(|c| c.is_complete(&[a, b]))
+                                .map(|c| c.id.as_str())
+                                .collect();
+                            let mut in_use: Vec<&str> = used
+                                .iter()
+                                .copied()
+                                .filter(|u| complete.contains(u))
+                                .collect();
+                            in_use.sort_unstable();
+                            in_use.dedup();
+                            Error::Prompt(PromptError::TooFewSharedDemos {
+                                in_lang: a.to_string(),
+                                out_lang: b.to_string(),
+                                available,
+                                wanted,
+                                used: in_use.len(),
+                                complete: complete.len(),
+                            })
+                        }
+                        e => e,
+                    })?;
                 shared.insert((a, b), d.clone());
                 Ok(d)
             }
@@ -412,6 +441,33 @@ pub(super) fn checkpoint_name(dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Shared demonstrations that run out say how many are left, why, and the fix; not
+    /// the ~120 concept ids the pairs use.
+    #[test]
+    fn a_demonstration_shortage_names_the_cause_and_the_fix() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let config = SweepConfig {
+            concept_pairs: 30,
+            ..SweepConfig::default()
+        };
+        let Err(e) = plan(&config, &repo) else {
+            panic!("30 concept pairs per pair leave no demonstrations");
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains("concepts are left for the shared demonstrations, 5 needed")
+                && e.contains("demos = \"per_prompt\"")
+                && e.contains("fewer concept_pairs")
+                && e.len() < 600,
+            "{e}"
+        );
+        let per_prompt = SweepConfig {
+            demos: crate::config::Demos::PerPrompt,
+            ..config
+        };
+        assert!(plan(&per_prompt, &repo).is_ok());
+    }
 
     #[test]
     fn seen_sources_avoid_the_target_languages_and_english() {

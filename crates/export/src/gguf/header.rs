@@ -11,6 +11,13 @@ use crate::error::{ExportError, Result};
 
 const MAGIC: &[u8; 4] = b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;
+/// Bounds no real GGUF file comes near (models have thousands of tensors and keys, names of
+/// tens of bytes, vocabularies of a few hundred thousand tokens): a count beyond them is read
+/// from garbage.
+const MAX_ENTRIES: u64 = 1 << 24;
+const MAX_NAME: u64 = 1 << 16;
+const MAX_ARRAY: u64 = 1 << 32;
+const MAX_STRING: u64 = 1 << 32;
 
 /// A metadata value (array contents are skipped; their length is kept).
 #[derive(Clone, Debug, PartialEq)]
@@ -99,8 +106,28 @@ impl<R: Read> Cursor<'_, R> {
         let n = self.u64()?;
         usize::try_from(n).map_err(|_| ExportError::malformed(self.path, "length overflows"))
     }
+    /// A count or length no GGUF file can hold more than `max` of: a larger one is garbage
+    /// (another format, or damage), not a file cut short, and is called so before any size
+    /// is derived from it.
+    fn count(&mut self, what: &str, max: u64) -> Result<u64> {
+        let at = self.pos;
+        let n = self.u64()?;
+        if n > max {
+            return Err(ExportError::malformed(
+                self.path,
+                format!(
+                    "not a GGUF file, or a damaged one: implausible header ({what} {n} at \
+                     offset {at})"
+                ),
+            ));
+        }
+        Ok(n)
+    }
     fn string(&mut self) -> Result<String> {
-        let n = self.len()?;
+        self.string_of("string length", MAX_STRING)
+    }
+    fn string_of(&mut self, what: &str, max: u64) -> Result<String> {
+        let n = self.count(what, max)? as usize;
         let b = self.take(n)?;
         String::from_utf8(b).map_err(|_| ExportError::malformed(self.path, "string is not utf-8"))
     }
@@ -117,7 +144,7 @@ impl<R: Read> Cursor<'_, R> {
             8 => Meta::Str(self.string()?),
             9 => {
                 let inner = self.u32()?;
-                let n = self.u64()?;
+                let n = self.count("array length", MAX_ARRAY)?;
                 for _ in 0..n {
                     self.value(inner)?;
                 }
@@ -164,11 +191,11 @@ impl Header {
                 format!("GGUF version {version} is not supported (2 or 3)"),
             ));
         }
-        let n_tensors = c.u64()?;
-        let n_meta = c.u64()?;
+        let n_tensors = c.count("tensor count", MAX_ENTRIES)?;
+        let n_meta = c.count("metadata count", MAX_ENTRIES)?;
         let mut meta = HashMap::new();
         for _ in 0..n_meta {
-            let key = c.string()?;
+            let key = c.string_of("key length", MAX_NAME)?;
             let ty = c.u32()?;
             let v = c.value(ty)?;
             meta.insert(key, v);
@@ -179,7 +206,7 @@ impl Header {
         };
         let mut tensors = Vec::new();
         for _ in 0..n_tensors {
-            let name = c.string()?;
+            let name = c.string_of("tensor name length", MAX_NAME)?;
             let nd = c.u32()? as usize;
             if nd > 4 {
                 return Err(ExportError::malformed(
