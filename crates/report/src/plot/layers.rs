@@ -225,7 +225,8 @@ pub(super) fn layer_plots(
                      a probability after patching the source latent into blocks j..L-1 at the \
                      target's word; the shaded band is its 95% bootstrap interval over concept \
                      pairs; dashed lines are the unpatched values. The y axis is scaled to the \
-                     data.",
+                     data: from 0 to just above the largest value of the figure, the same in \
+                     every panel.",
                     setting_description(setting),
                     lang_name(in_l),
                     lang_name(out_l)
