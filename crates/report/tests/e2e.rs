@@ -52,9 +52,9 @@ fn a_report_holds_plots_tables_config_and_hashes() {
     let written = build_small(tmp.path());
     assert_eq!(written.rows, fixture::n_rows());
 
-    // 1 emergence plot, 1 heatmap and 2 layer-curve plots (setting tgt, two pairs), each as
-    // SVG and PNG.
-    assert_eq!(written.plots.len(), 2 * 4, "{:?}", written.plots);
+    // 1 emergence plot, 1 heatmap and, per target pair of setting tgt, 2 layer-curve plots
+    // (P(C_S in out_T) alone, every metric), each as SVG and PNG.
+    assert_eq!(written.plots.len(), 2 * 6, "{:?}", written.plots);
     for p in &written.plots {
         let bytes = std::fs::read(p).unwrap();
         match p.extension().and_then(|e| e.to_str()) {
@@ -85,7 +85,7 @@ fn a_report_holds_plots_tables_config_and_hashes() {
 
     let html = std::fs::read_to_string(&written.html).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
-    assert_eq!(html.matches("<svg").count(), 4, "every plot inline");
+    assert_eq!(html.matches("<svg").count(), 6, "every plot inline");
     // Self-contained: no script, nothing fetched (SVG's xmlns URL is a name, not a fetch).
     for banned in [
         "<script",

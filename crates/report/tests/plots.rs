@@ -76,6 +76,39 @@ fn layer_curves_of_tiny_probabilities_fill_their_axis() {
 }
 
 #[test]
+fn p_src_out_has_layer_curves_on_its_own_scale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    fixture::write_results(&results, concepts_dir().to_str().unwrap());
+    // As in a trained model: P(C_S in out_T) about 1e-3 of P(C_T in out_T) (about 0.4).
+    edit_lines(
+        &results.join("results.jsonl"),
+        |_| true,
+        |v| {
+            let p = v["p_src_out"].as_f64().unwrap();
+            v["p_src_out"] = (p * 1e-3).into();
+        },
+    );
+    let written = build(&results, &tmp.path().join("report"), &Options::default()).unwrap();
+    let ticks = |stem: &str| {
+        let path = written
+            .plots
+            .iter()
+            .find(|p| p.ends_with(format!("{stem}.svg")))
+            .unwrap_or_else(|| panic!("no plot {stem}: {:?}", written.plots));
+        texts(&std::fs::read_to_string(path).unwrap())
+    };
+    // Every metric: the axis reaches P(C_T in out_T)'s 0.48.
+    assert!(ticks("layers_tgt_fr-de").iter().any(|t| t == "0.4"));
+    // P(C_S in out_T) alone: its largest value is 4.4e-4, and the axis just above it.
+    let alone = ticks("layers_src_tgt_fr-de");
+    assert!(alone.iter().any(|t| t == "4.0e-4"), "{alone:?}");
+    assert!(!alone.iter().any(|t| t == "0.4" || t == "P(C_T in out_T)"));
+    let html = std::fs::read_to_string(&written.html).unwrap();
+    assert!(html.contains("P(C_S in out_T): setting tgt, French → German"));
+}
+
+#[test]
 fn one_checkpoint_gets_a_readable_colour_bar() {
     let tmp = tempfile::tempdir().unwrap();
     let results = tmp.path().join("results");
