@@ -222,6 +222,13 @@ pub(super) fn mean_with_band<DB: DrawingBackend>(
     col: RGBColor,
 ) -> DrawResult<DB> {
     let at = |x: usize, y: f64| (x as f64, y);
+    // A band of one point has no area: its interval is drawn as an error bar.
+    if let [(x, e)] = points {
+        chart.draw_series(std::iter::once(PathElement::new(
+            [at(*x, e.lo), at(*x, e.hi)],
+            col.mix(0.5).stroke_width(6),
+        )))?;
+    }
     let mut band: Vec<(f64, f64)> = points.iter().map(|(x, e)| at(*x, e.hi)).collect();
     band.extend(points.iter().rev().map(|(x, e)| at(*x, e.lo)));
     chart.draw_series(std::iter::once(Polygon::new(band, col.mix(0.15).filled())))?;
