@@ -20,7 +20,7 @@ pub(crate) struct ReportArgs {
     /// The concept table's directory (default: the one the sweep's config names).
     #[arg(long, value_name = "DIR")]
     concepts: Option<PathBuf>,
-    /// Bootstrap resamples per 95% interval.
+    /// Bootstrap resamples per 95% interval (at least 2).
     #[arg(long, default_value_t = 1000)]
     resamples: usize,
     /// The bootstrap's seed.
@@ -48,8 +48,12 @@ pub(crate) fn report(args: ReportArgs) -> Result<()> {
         written.plots.len(),
         started.elapsed().as_secs_f64()
     );
+    // Warnings go to stderr, so they are seen when stdout is redirected.
+    for note in &written.notes {
+        eprintln!("note: {note}");
+    }
     let total: usize = written.categories.iter().map(|(_, n)| n).sum();
-    println!("generations by category:");
+    println!("{total} unique generations by category:");
     for (c, n) in &written.categories {
         println!(
             "  {:<32} {n:>6}  {:>5.1}%",

@@ -69,6 +69,7 @@ details { margin: 6px 0 18px; }
 summary { cursor: pointer; color: #0b5394; font-size: 14px; }
 pre { background: #f5f5f5; padding: 10px; font-size: 13px; overflow-x: auto; }
 nav ul { columns: 2; }
+.notes { background: #fff8e1; border-left: 4px solid #e6a700; padding: 6px 14px; }
 code { font-size: 13px; }
 "#;
 
@@ -117,8 +118,10 @@ fn figure_html(p: &Plot) -> String {
     )
 }
 
+/// A table of counts with a column per category of `shown` (indices into [`Category::ALL`]).
 fn counts_table(
     header_first: &[&str],
+    shown: &[usize],
     rows: Vec<(Vec<String>, [usize; Category::ALL.len()])>,
 ) -> String {
     let mut t = DataTable {
@@ -126,12 +129,12 @@ fn counts_table(
         rows: Vec::new(),
     };
     t.header
-        .extend(Category::ALL.iter().map(|c| c.label().to_string()));
+        .extend(shown.iter().map(|&i| Category::ALL[i].label().to_string()));
     t.header.push("n".into());
     for (first, counts) in rows {
         let n: usize = counts.iter().sum();
         let mut row = first;
-        row.extend(counts.iter().map(|&c| {
+        row.extend(shown.iter().map(|&i| counts[i]).map(|c| {
             if n == 0 || c == 0 {
                 c.to_string()
             } else {
@@ -261,6 +264,53 @@ fn at_a_glance(results: &Results, stats: &Stats) -> String {
     )
 }
 
+/// The counts of the error analysis: in all, per checkpoint and setting, and per start layer.
+/// The "not generated" column is shown only where some generation is missing.
+fn error_tables(
+    s: &mut String,
+    results: &Results,
+    counts: &Counts,
+    total: [usize; Category::ALL.len()],
+) {
+    let shown: Vec<usize> = (0..Category::ALL.len())
+        .filter(|&i| Category::ALL[i] != Category::NotGenerated || total[i] > 0)
+        .collect();
+    s.push_str("<h3>All generations</h3>\n");
+    s.push_str(&counts_table(
+        &["generations"],
+        &shown,
+        vec![(vec!["all".into()], total)],
+    ));
+    s.push_str("<h3>Per checkpoint and setting (all start layers)</h3>\n");
+    let rows = counts
+        .by_checkpoint_setting()
+        .into_iter()
+        .map(|(c, st, n)| (vec![results.checkpoint_label(&c), st.to_string()], n))
+        .collect();
+    s.push_str(&counts_table(&["checkpoint", "setting"], &shown, rows));
+    s.push_str("<details><summary>Per checkpoint, setting and start layer</summary>\n");
+    let rows = counts
+        .cells
+        .iter()
+        .map(|(cell, n)| {
+            (
+                vec![
+                    results.checkpoint_label(&cell.checkpoint),
+                    cell.setting.to_string(),
+                    cell.layer.map_or("any".into(), |j| j.to_string()),
+                ],
+                *n,
+            )
+        })
+        .collect();
+    s.push_str(&counts_table(
+        &["checkpoint", "setting", "start layer"],
+        &shown,
+        rows,
+    ));
+    s.push_str("</details>\n");
+}
+
 /// The whole page.
 pub(crate) fn page(
     results: &Results,
@@ -269,6 +319,7 @@ pub(crate) fn page(
     counts: &Counts,
     plots: &[Plot],
     options: &Options,
+    notes: &[String],
 ) -> String {
     let dir_name = results
         .dir
@@ -318,6 +369,13 @@ pub(crate) fn page(
         res = options.resamples,
         seed = options.seed,
     );
+    if !notes.is_empty() {
+        s.push_str("<div class=\"notes\" id=\"notes\"><p><strong>Notes</strong></p>\n<ul>\n");
+        for n in notes {
+            let _ = writeln!(s, "<li>{}</li>", esc(n));
+        }
+        s.push_str("</ul></div>\n");
+    }
     s.push_str(
         "<h2 id=\"reading\">How to read this report</h2>\n<p>Each target prompt asks the model \
          to translate a word naming concept C_T from language in_T into out_T. At the position \
@@ -410,46 +468,38 @@ pub(crate) fn page(
     );
     let total: [usize; Category::ALL.len()] =
         std::array::from_fn(|i| counts.total(Category::ALL[i]));
-    s.push_str("<h3>All generations</h3>\n");
-    s.push_str(&counts_table(
-        &["generations"],
-        vec![(vec!["all".into()], total)],
-    ));
-    s.push_str("<h3>Per checkpoint and setting (all start layers)</h3>\n");
-    let rows = counts
-        .by_checkpoint_setting()
-        .into_iter()
-        .map(|(c, st, n)| (vec![results.checkpoint_label(&c), st.to_string()], n))
-        .collect();
-    s.push_str(&counts_table(&["checkpoint", "setting"], rows));
-    s.push_str("<details><summary>Per checkpoint, setting and start layer</summary>\n");
-    let rows = counts
-        .cells
-        .iter()
-        .map(|(cell, n)| {
-            (
-                vec![
-                    results.checkpoint_label(&cell.checkpoint),
-                    cell.setting.to_string(),
-                    cell.layer.to_string(),
-                ],
-                *n,
-            )
-        })
-        .collect();
-    s.push_str(&counts_table(
-        &["checkpoint", "setting", "start layer"],
-        rows,
-    ));
-    s.push_str("</details>\n");
+    let n_generations: usize = total.iter().sum();
+    let not_generated = counts.total(Category::NotGenerated);
+    let _ = writeln!(
+        s,
+        "<p>{n_generations} unique generations from {} result rows: the unpatched generation \
+         of a target prompt is the same at every start layer (a row per start layer) and is \
+         counted, and listed in review.csv, once, without a start layer.</p>",
+        results.rows.len()
+    );
+    if not_generated == n_generations {
+        s.push_str(
+            "<p><strong>No generations were produced:</strong> the sweep generated no token \
+             (<code>max_new_tokens = 0</code> in its config), so there is nothing to classify. \
+             Sweep again with <code>max_new_tokens</code> above 0 for an error analysis.</p>\n",
+        );
+    } else {
+        error_tables(&mut s, results, counts, total);
+    }
 
     // Config and models.
     s.push_str("<h2 id=\"sweep\">Sweep configuration and models</h2>\n");
     let mut models = DataTable {
-        header: ["checkpoint", "step", "architecture", "content hash"]
-            .iter()
-            .map(|h| h.to_string())
-            .collect(),
+        header: [
+            "checkpoint",
+            "step",
+            "architecture",
+            "content hash",
+            "same weights as",
+        ]
+        .iter()
+        .map(|h| h.to_string())
+        .collect(),
         rows: Vec::new(),
     };
     for m in &results.models {
@@ -458,6 +508,11 @@ pub(crate) fn page(
             m.step.map_or(String::new(), |s| s.to_string()),
             m.architecture.clone(),
             m.hash.clone(),
+            results
+                .identical
+                .iter()
+                .find(|(c, _)| *c == m.checkpoint)
+                .map_or(String::new(), |(_, first)| first.clone()),
         ]);
     }
     s.push_str(&table_html(&models));

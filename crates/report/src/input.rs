@@ -7,9 +7,13 @@ use std::path::{Path, PathBuf};
 
 use xlpatch_concepts::ConceptTable;
 use xlpatch_results::{
-    CONFIG_FILE, JSONL_FILE, ModelEntry, PROMPTS_FILE, PromptRecord, RUN_FILE, Role, Row, RunFile,
-    Setting, Study, read_prompts, read_rows,
+    CONFIG_FILE, Dropped, JSONL_FILE, ModelEntry, PROMPTS_FILE, PromptRecord, RUN_FILE, Role, Row,
+    RunFile, Setting, Study, read_prompts, read_rows_noting_dropped,
 };
+
+/// The record a hub series sweep writes beside its results (`crates/series`): the
+/// checkpoints with identical weights are read from it.
+const SERIES_FILE: &str = "series.json";
 
 use crate::Error;
 
@@ -51,6 +55,10 @@ pub(crate) struct Results {
     pub pairs: Vec<(String, String)>,
     /// The number of start layers (one more than the largest in the rows).
     pub layers: usize,
+    /// What `results.jsonl` held that is not in `rows` (an interrupted unit, a torn line).
+    pub dropped: Dropped,
+    /// Checkpoints with the same weights as an earlier one: (checkpoint, the earlier one).
+    pub identical: Vec<(String, String)>,
 }
 
 fn input_err(path: &Path, what: impl Into<String>) -> Error {
@@ -84,7 +92,7 @@ impl Results {
                 "missing (is this the --out directory of `xlpatch sweep`?)",
             ));
         }
-        let rows = read_rows(dir)?;
+        let (rows, dropped) = read_rows_noting_dropped(dir)?;
         if rows.is_empty() {
             return Err(input_err(&jsonl, "holds no complete unit of rows"));
         }
@@ -154,6 +162,7 @@ impl Results {
             ));
         }
         let layers = rows.iter().map(|r| r.start_layer).max().unwrap_or(0) + 1;
+        let identical = identical_checkpoints(dir, &models)?;
         Ok(Results {
             dir: dir.to_path_buf(),
             rows,
@@ -164,6 +173,8 @@ impl Results {
             settings,
             pairs,
             layers,
+            dropped,
+            identical,
         })
     }
 
@@ -210,6 +221,56 @@ impl Results {
             None => name.to_string(),
         }
     }
+}
+
+/// Checkpoints of `models` (in training order) whose weights equal an earlier one's, each
+/// with the first of its group: as a hub series' `series.json` records them (by the hash of
+/// the downloaded weights), and wherever two models of `run.json` have the same content hash.
+fn identical_checkpoints(
+    dir: &Path,
+    models: &[ModelEntry],
+) -> Result<Vec<(String, String)>, Error> {
+    let known = |name: &str| models.iter().position(|m| m.checkpoint == name);
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let path = dir.join(SERIES_FILE);
+    if path.is_file() {
+        let text = read_text(&path)?;
+        let series: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| input_err(&path, format!("not valid JSON: {e}")))?;
+        let groups = series
+            .get("duplicates")
+            .and_then(|d| serde_json::from_value::<Vec<Vec<String>>>(d.clone()).ok())
+            .ok_or_else(|| {
+                input_err(
+                    &path,
+                    "no `duplicates` list of checkpoint groups (was it written by `xlpatch series`?)",
+                )
+            })?;
+        for group in groups {
+            // Only checkpoints with rows are shown; the earliest of them is the reference.
+            let mut group: Vec<String> = group.into_iter().filter(|c| known(c).is_some()).collect();
+            group.sort_by_key(|c| known(c));
+            if let Some((first, rest)) = group.split_first() {
+                pairs.extend(rest.iter().map(|c| (c.clone(), first.clone())));
+            }
+        }
+    }
+    for (i, m) in models.iter().enumerate() {
+        if let Some(first) = models[..i]
+            .iter()
+            .find(|e| !m.hash.is_empty() && e.hash == m.hash)
+            && !pairs.iter().any(|(c, _)| *c == m.checkpoint)
+        {
+            // The first of the group, whichever way it was found.
+            let first = pairs
+                .iter()
+                .find(|(c, _)| *c == first.checkpoint)
+                .map_or(first.checkpoint.clone(), |(_, f)| f.clone());
+            pairs.push((m.checkpoint.clone(), first));
+        }
+    }
+    pairs.sort_by_key(|(c, _)| known(c));
+    Ok(pairs)
 }
 
 /// The item (`fr-de/source>target`) a row belongs to: its unit without the checkpoint.

@@ -11,6 +11,11 @@
 //! - `review.csv`: every generation with its automatic category and an empty `human_label`
 //!   column, for the manual analysis the paper did.
 //!
+//! Generations are counted once each: the unpatched run of a target prompt, written once per
+//! start layer, is one generation. What the report could not use or should warn about (the
+//! rows of an interrupted unit, checkpoints with identical weights, coarse intervals) is
+//! listed at the top of the page and returned in [`Written::notes`].
+//!
 //! **Design choice: the report reads result files, never the engine.** Everything it shows
 //! comes from the files a sweep leaves plus the concept table the sweep named, so a report
 //! can be rebuilt anywhere, from a merged or copied results directory, without models or
@@ -65,6 +70,16 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// An option cannot give a meaningful report.
+    #[error("{option} {value}: {why}")]
+    Option {
+        /// The option, as the command line spells it.
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it is refused, and what to give instead.
+        why: String,
+    },
     /// A plot could not be drawn.
     #[error("plot {name}: {what}")]
     Plot {
@@ -75,13 +90,22 @@ pub enum Error {
     },
 }
 
+/// The fewest bootstrap resamples [`build`] accepts: one draw has no spread (its interval has
+/// zero width whatever the data), two is the least that has one.
+pub const MIN_RESAMPLES: usize = 2;
+
+/// Below this many resamples the 2.5% and 97.5% quantiles of the draws fall between the two
+/// smallest (largest) draws, i.e. each tail holds less than one draw: the report says the
+/// intervals are coarse.
+const COARSE_RESAMPLES: usize = 40;
+
 /// How a report is built.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The concept table's directory; by default the one `config.toml` names, taken from the
     /// current directory and then from the results directory.
     pub concepts: Option<PathBuf>,
-    /// Bootstrap resamples per interval.
+    /// Bootstrap resamples per interval, at least [`MIN_RESAMPLES`].
     pub resamples: usize,
     /// The seed of the bootstrap.
     pub seed: u64,
@@ -112,33 +136,52 @@ pub struct Written {
     pub errors: PathBuf,
     /// How many result rows were read.
     pub rows: usize,
-    /// How many generations fell in each category, in [`Category::ALL`] order.
+    /// How many generations (each once) fell in each category, in [`Category::ALL`] order.
     pub categories: Vec<(Category, usize)>,
+    /// What a reader should know (left-out rows of an interrupted unit, identical
+    /// checkpoints, coarse intervals), one sentence each; also at the top of the page.
+    pub notes: Vec<String>,
 }
 
 /// Reads the results in `results` and writes the report into `out` (created if needed).
 pub fn build(results: &Path, out: &Path, options: &Options) -> Result<Written, Error> {
+    if options.resamples < MIN_RESAMPLES {
+        return Err(Error::Option {
+            option: "--resamples",
+            value: options.resamples.to_string(),
+            why: format!(
+                "a bootstrap interval needs at least {MIN_RESAMPLES} resamples (fewer give an \
+                 interval of zero width whatever the data); the default is {}",
+                Options::default().resamples
+            ),
+        });
+    }
     let input = input::Results::read(results)?;
     let table = input.concept_table(options.concepts.as_deref())?;
     let stats = stats::Stats::compute(&input, options.resamples, options.seed);
-    let classified = taxonomy::classify_rows(&input, &table);
+    let generations = taxonomy::unique_generations(&input);
+    let classified = taxonomy::classify_rows(&input, &table, &generations);
+    let notes = notes(&input, options);
 
     let plots_dir = out.join("plots");
     create_dir(&plots_dir)?;
     let plots = plot::draw_all(&input, &stats, &plots_dir)?;
 
     let review = out.join("review.csv");
-    write(&review, review::review_csv(&input, &classified))?;
+    write(
+        &review,
+        review::review_csv(&input, &generations, &classified),
+    )?;
     let stats_path = out.join("stats.csv");
     write(&stats_path, stats.to_csv(&input))?;
-    let counts = taxonomy::Counts::new(&input, &classified);
+    let counts = taxonomy::Counts::new(&input, &generations, &classified);
     let errors = out.join("errors.csv");
     write(&errors, counts.to_csv())?;
 
     let html = out.join("index.html");
     write(
         &html,
-        html::page(&input, &table, &stats, &counts, &plots, options),
+        html::page(&input, &table, &stats, &counts, &plots, options, &notes),
     )?;
     let categories = Category::ALL
         .iter()
@@ -155,7 +198,83 @@ pub fn build(results: &Path, out: &Path, options: &Options) -> Result<Written, E
         errors,
         rows: input.rows.len(),
         categories,
+        notes,
     })
+}
+
+/// How many units [`notes`] names one by one; the rest are counted.
+const NAMED_UNITS: usize = 10;
+
+/// What the reader of `results` should know, one sentence each.
+fn notes(results: &input::Results, options: &Options) -> Vec<String> {
+    let mut notes = Vec::new();
+    let d = &results.dropped;
+    let file = xlpatch_results::JSONL_FILE;
+    if !d.incomplete.is_empty() {
+        let rows: usize = d.incomplete.iter().map(|(_, n, _)| n).sum();
+        let mut named: Vec<String> = d
+            .incomplete
+            .iter()
+            .take(NAMED_UNITS)
+            .map(|(unit, n, want)| match want {
+                Some(w) => format!("{unit} ({n} of its {w} rows)"),
+                None => format!("{unit} ({n} rows, no unit_rows)"),
+            })
+            .collect();
+        if d.incomplete.len() > NAMED_UNITS {
+            named.push(format!("and {} more", d.incomplete.len() - NAMED_UNITS));
+        }
+        notes.push(format!(
+            "{file}: {} incomplete unit(s), {rows} row(s) in all, left out of the report (an \
+             interrupted sweep; running it again with the same config and --out completes \
+             them): {}.",
+            d.incomplete.len(),
+            named.join(", ")
+        ));
+    }
+    if !d.repeated.is_empty() {
+        notes.push(format!(
+            "{file}: {} unit(s) written twice, the first copy used: {}.",
+            d.repeated.len(),
+            d.repeated.join(", ")
+        ));
+    }
+    if d.torn_tail_bytes > 0 {
+        notes.push(format!(
+            "{file} ends in half a line ({} bytes, a row being written when the sweep \
+             stopped), left out.",
+            d.torn_tail_bytes
+        ));
+    }
+    if !results.identical.is_empty() {
+        let describe = |c: &str| {
+            let label = results.checkpoint_label(c);
+            if label == c {
+                label
+            } else {
+                format!("{label} ({c})")
+            }
+        };
+        let pairs: Vec<String> = results
+            .identical
+            .iter()
+            .map(|(c, first)| format!("{} is identical to {}", describe(c), describe(first)))
+            .collect();
+        notes.push(format!(
+            "Identical weights: {} (the same content hash: their results are expected to be \
+             equal).",
+            pairs.join("; ")
+        ));
+    }
+    if options.resamples < COARSE_RESAMPLES {
+        notes.push(format!(
+            "{} bootstrap resamples: the 95% intervals' ends fall between the two most extreme \
+             draws and are coarse; {COARSE_RESAMPLES} or more (the default is {}) resolve them.",
+            options.resamples,
+            Options::default().resamples
+        ));
+    }
+    notes
 }
 
 fn create_dir(path: &Path) -> Result<(), Error> {

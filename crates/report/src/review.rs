@@ -1,5 +1,8 @@
-//! The review sheet: every generation with its target prompt, its automatic category and an
+//! The review sheet: every generation once (an unpatched one with an empty `start_layer`:
+//! it is the same at every start layer) with its target prompt, its automatic category and an
 //! empty `human_label` column, as RFC 4180 CSV.
+
+use xlpatch_results::Setting;
 
 use crate::input::{Results, item_of};
 use crate::taxonomy::Classified;
@@ -22,9 +25,10 @@ pub(crate) const COLUMNS: [&str; 14] = [
     "human_label",
 ];
 
-/// The review sheet of `results` with the categories of its rows.
-pub(crate) fn review_csv(results: &Results, classified: &[Classified]) -> String {
-    let records = results.rows.iter().zip(classified).map(|(row, c)| {
+/// The review sheet of the rows `which` of `results`, with their categories.
+pub(crate) fn review_csv(results: &Results, which: &[usize], classified: &[Classified]) -> String {
+    let rows = which.iter().map(|&i| &results.rows[i]);
+    let records = rows.zip(classified).map(|(row, c)| {
         let prompt = results
             .prompts
             .target(&item_of(row))
@@ -33,7 +37,11 @@ pub(crate) fn review_csv(results: &Results, classified: &[Classified]) -> String
             row.checkpoint.clone(),
             row.step.map_or(String::new(), |s| s.to_string()),
             row.setting.to_string(),
-            row.start_layer.to_string(),
+            if row.setting == Setting::Unpatched {
+                String::new()
+            } else {
+                row.start_layer.to_string()
+            },
             row.in_lang.clone(),
             row.out_lang.clone(),
             row.source.clone(),

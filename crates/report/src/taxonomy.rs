@@ -1,10 +1,17 @@
 //! Automatic error analysis of every generation (docs/method.md, "Error analysis").
 //!
+//! **What is counted.** Every generation once: the engine writes the unpatched run of a
+//! target prompt once per start layer (the rows of a unit are one per setting and start
+//! layer), so unpatched rows that repeat a generation of their unit are left out of the counts
+//! and the review sheet ([`unique_generations`]). A row without generated tokens (a sweep with
+//! `max_new_tokens = 0`) is *not generated*, not unparseable.
+//!
 //! A generation's answer is the text before its closing quote, trimmed (the engine stops
 //! generating at the first token holding a `"`). The answer is compared with the concept
 //! table, ignoring case (`buch` counts as German `Buch`), and put in the first category that
 //! fits, in this order:
 //!
+//! 0. not generated: no token was generated;
 //! 1. unparseable: no closing quote within the generated tokens, an empty answer, or one
 //!    running over a line;
 //! 2. correct C_S / correct C_T: the preferred form of C_S / C_T in out_T;
@@ -19,7 +26,7 @@
 //! 7. wrong language: a form of C_S or C_T in another language of the table;
 //! 8. other: anything else (the detail says whether it is a word of the table).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use xlpatch_concepts::{ConceptTable, Lang, Meaning};
 use xlpatch_results::{PromptRecord, Row, Setting};
@@ -47,11 +54,13 @@ pub enum Category {
     Unparseable,
     /// Anything else.
     Other,
+    /// No token was generated (the sweep's `max_new_tokens` is 0).
+    NotGenerated,
 }
 
 impl Category {
     /// Every category, in report order.
-    pub const ALL: [Category; 9] = [
+    pub const ALL: [Category; 10] = [
         Category::CorrectSource,
         Category::CorrectTarget,
         Category::Synonym,
@@ -61,6 +70,7 @@ impl Category {
         Category::WrongLanguage,
         Category::Unparseable,
         Category::Other,
+        Category::NotGenerated,
     ];
 
     /// The name in CSV files (`correct_src`, `wrong_language`, ...).
@@ -75,6 +85,7 @@ impl Category {
             Category::WrongLanguage => "wrong_language",
             Category::Unparseable => "unparseable",
             Category::Other => "other",
+            Category::NotGenerated => "not_generated",
         }
     }
 
@@ -90,6 +101,7 @@ impl Category {
             Category::WrongLanguage => "right concept, wrong language",
             Category::Unparseable => "unparseable",
             Category::Other => "other",
+            Category::NotGenerated => "not generated",
         }
     }
 }
@@ -116,6 +128,8 @@ pub(crate) struct Case {
     /// The words of the source prompts of the row's setting.
     pub source_words: Vec<Shown>,
     pub generation: String,
+    /// How many tokens were generated.
+    pub tokens: usize,
 }
 
 /// A generation's category, its answer and why.
@@ -203,6 +217,13 @@ pub(crate) fn classify(table: &ConceptTable, case: &Case) -> Classified {
         answer: Some(answer.to_string()),
         detail,
     };
+    if case.tokens == 0 && case.generation.is_empty() {
+        return Classified {
+            category: Category::NotGenerated,
+            answer: None,
+            detail: "no token generated (max_new_tokens = 0)".into(),
+        };
+    }
     let Some(answer) = answer_of(&case.generation) else {
         let detail = if case.generation.contains('"') {
             "the answer is empty or spans lines"
@@ -344,16 +365,39 @@ fn case_of(results: &Results, row: &Row) -> Option<Case> {
             .filter_map(shown)
             .collect(),
         generation: row.generation.clone(),
+        tokens: row.generation_ids.len(),
     })
 }
 
-/// Classifies the generation of every row, in row order.
-pub(crate) fn classify_rows(results: &Results, table: &ConceptTable) -> Vec<Classified> {
-    results
-        .rows
+/// The rows that are distinct generations, in row order: every patched row, and of the
+/// unpatched rows of a unit (one per start layer, the same run) the first of each generation.
+pub(crate) fn unique_generations(results: &Results) -> Vec<usize> {
+    let mut seen = HashSet::new();
+    (0..results.rows.len())
+        .filter(|&i| {
+            let r = &results.rows[i];
+            r.setting != Setting::Unpatched
+                || seen.insert((&r.unit, &r.generation, &r.generation_ids))
+        })
+        .collect()
+}
+
+/// Classifies the generations of the rows `which`, in that order.
+pub(crate) fn classify_rows(
+    results: &Results,
+    table: &ConceptTable,
+    which: &[usize],
+) -> Vec<Classified> {
+    which
         .iter()
+        .map(|&i| &results.rows[i])
         .map(|row| match case_of(results, row) {
             Some(case) => classify(table, &case),
+            None if row.generation_ids.is_empty() && row.generation.is_empty() => Classified {
+                category: Category::NotGenerated,
+                answer: None,
+                detail: "no token generated (max_new_tokens = 0)".into(),
+            },
             None => Classified {
                 category: Category::Other,
                 answer: answer_of(&row.generation).map(str::to_string),
@@ -367,7 +411,7 @@ pub(crate) fn classify_rows(results: &Results, table: &ConceptTable) -> Vec<Clas
 }
 
 /// One cell of the counts. Ordered field by field: training order, then report order of
-/// settings, then start layer.
+/// settings, then start layer (none for unpatched generations, which have none).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Cell {
     /// The checkpoint's place in training order.
@@ -378,8 +422,8 @@ pub(crate) struct Cell {
     pub setting_order: usize,
     /// The setting.
     pub setting: Setting,
-    /// The start layer.
-    pub layer: usize,
+    /// The start layer; `None` for an unpatched generation.
+    pub layer: Option<usize>,
 }
 
 /// Counts per (checkpoint, setting, start layer) and category.
@@ -390,11 +434,11 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
-    /// The counts of `classified` (in the order of `results.rows`).
-    pub fn new(results: &Results, classified: &[Classified]) -> Counts {
+    /// The counts of `classified`, the categories of the rows `which`.
+    pub fn new(results: &Results, which: &[usize], classified: &[Classified]) -> Counts {
         let checkpoints = results.checkpoints();
         let mut cells: BTreeMap<_, [usize; Category::ALL.len()]> = BTreeMap::new();
-        for (row, c) in results.rows.iter().zip(classified) {
+        for (row, c) in which.iter().map(|&i| &results.rows[i]).zip(classified) {
             let ck = checkpoints
                 .iter()
                 .position(|x| *x == row.checkpoint)
@@ -409,7 +453,7 @@ impl Counts {
                 checkpoint: row.checkpoint.clone(),
                 setting_order: st,
                 setting: row.setting,
-                layer: row.start_layer,
+                layer: (row.setting != Setting::Unpatched).then_some(row.start_layer),
             };
             let i = Category::ALL
                 .iter()
@@ -436,7 +480,7 @@ impl Counts {
         for (cell, counts) in &self.cells {
             let e = acc
                 .entry(Cell {
-                    layer: 0,
+                    layer: None,
                     ..cell.clone()
                 })
                 .or_default();
@@ -449,7 +493,8 @@ impl Counts {
             .collect()
     }
 
-    /// The counts as CSV: checkpoint, setting, start layer, then one column per category.
+    /// The counts as CSV: checkpoint, setting, start layer (empty for unpatched generations),
+    /// then one column per category.
     pub fn to_csv(&self) -> String {
         let header: Vec<&str> = ["checkpoint", "setting", "start_layer"]
             .into_iter()
@@ -459,7 +504,7 @@ impl Counts {
             [
                 cell.checkpoint.clone(),
                 cell.setting.to_string(),
-                cell.layer.to_string(),
+                cell.layer.map_or(String::new(), |j| j.to_string()),
             ]
             .into_iter()
             .chain(counts.iter().map(|n| n.to_string()))
@@ -499,6 +544,7 @@ mod tests {
             input_word: input_word.into(),
             source_words: Vec::new(),
             generation: generation.into(),
+            tokens: 2,
         }
     }
 
@@ -653,6 +699,16 @@ mod tests {
             Category::Unparseable,
             "empty",
         );
+    }
+
+    #[test]
+    fn no_generated_token_is_not_generated() {
+        let mut c = case(("fr", "de"), "book", "tree", "arbre", "");
+        c.tokens = 0;
+        check(&c, Category::NotGenerated, "max_new_tokens = 0");
+        // A generated token without text (say, end of sequence) is unparseable.
+        c.tokens = 1;
+        check(&c, Category::Unparseable, "no closing quote");
     }
 
     #[test]

@@ -52,9 +52,9 @@ fn a_report_holds_plots_tables_config_and_hashes() {
     let written = build_small(tmp.path());
     assert_eq!(written.rows, fixture::n_rows());
 
-    // 1 emergence plot, 1 heatmap and 2 layer-curve plots (setting tgt, two pairs), each as
-    // SVG and PNG.
-    assert_eq!(written.plots.len(), 2 * 4, "{:?}", written.plots);
+    // 1 emergence plot, 1 heatmap and, per target pair of setting tgt, 2 layer-curve plots
+    // (P(C_S in out_T) alone, every metric), each as SVG and PNG.
+    assert_eq!(written.plots.len(), 2 * 6, "{:?}", written.plots);
     for p in &written.plots {
         let bytes = std::fs::read(p).unwrap();
         match p.extension().and_then(|e| e.to_str()) {
@@ -85,7 +85,7 @@ fn a_report_holds_plots_tables_config_and_hashes() {
 
     let html = std::fs::read_to_string(&written.html).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
-    assert_eq!(html.matches("<svg").count(), 4, "every plot inline");
+    assert_eq!(html.matches("<svg").count(), 6, "every plot inline");
     // Self-contained: no script, nothing fetched (SVG's xmlns URL is a name, not a fetch).
     for banned in [
         "<script",
@@ -117,13 +117,14 @@ fn a_report_holds_plots_tables_config_and_hashes() {
         "no 0.42 row"
     );
 
-    // The review sheet: one record per generation, 14 columns, human_label empty.
+    // The review sheet: one record per generation (an unpatched one once, not once per start
+    // layer), 14 columns, human_label empty.
     let review = std::fs::read_to_string(&written.review).unwrap();
     let records = parse_csv(&review);
     assert_eq!(records[0].len(), 14);
     assert_eq!(records[0][8], "prompt");
     assert_eq!(records[0][13], "human_label");
-    assert_eq!(records.len(), 1 + fixture::n_rows());
+    assert_eq!(records.len(), 1 + fixture::n_generations());
     assert!(
         records[1..]
             .iter()
@@ -139,16 +140,16 @@ fn a_report_holds_plots_tables_config_and_hashes() {
     let count = |c: Category| written.categories.iter().find(|(k, _)| *k == c).unwrap().1;
     // step_0 never closes its quote; at step_100, the first concept pair of each target pair
     // answers C_S and the second copies its input word, under setting tgt at both layers.
-    assert_eq!(count(Category::Unparseable), fixture::n_rows() / 2);
+    assert_eq!(count(Category::Unparseable), fixture::n_generations() / 2);
     assert_eq!(count(Category::CorrectSource), 2 * fixture::LAYERS);
     assert_eq!(count(Category::Copy), 2 * fixture::LAYERS);
     let total: usize = written.categories.iter().map(|(_, n)| n).sum();
-    assert_eq!(total, fixture::n_rows());
+    assert_eq!(total, fixture::n_generations());
 
     let errors = std::fs::read_to_string(&written.errors).unwrap();
     assert!(errors.starts_with("checkpoint,setting,start_layer,correct_src,"));
     assert!(
-        errors.contains("\nstep_100,tgt,0,2,0,0,0,2,0,0,0,2\n"),
+        errors.contains("\nstep_100,tgt,0,2,0,0,0,2,0,0,0,2,0\n"),
         "{errors}"
     );
     let stats = std::fs::read_to_string(&written.stats).unwrap();

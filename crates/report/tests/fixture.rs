@@ -193,3 +193,9 @@ pub fn write_results(dir: &Path, concepts: &str) {
 pub fn n_rows() -> usize {
     CHECKPOINTS.len() * PAIRS.len() * 3 * 2 * LAYERS
 }
+
+/// The number of distinct generations among them: setting `tgt` at every start layer, and
+/// one unpatched generation per target prompt (written at every start layer).
+pub fn n_generations() -> usize {
+    CHECKPOINTS.len() * PAIRS.len() * 3 * (LAYERS + 1)
+}

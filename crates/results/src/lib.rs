@@ -31,7 +31,9 @@ pub use run::{
     CONFIG_FILE, ModelEntry, PROMPTS_FILE, RUN_FILE, RUN_FORMAT_VERSION, RunFile, ShardRecord,
     Study, TIMINGS_FILE, Timing, store_or_check,
 };
-pub use store::{CSV_FILE, JSONL_FILE, LOCK_FILE, ResultsWriter, read_rows};
+pub use store::{
+    CSV_FILE, Dropped, JSONL_FILE, LOCK_FILE, ResultsWriter, read_rows, read_rows_noting_dropped,
+};
 
 /// Errors reading or writing a run's files.
 #[derive(Debug, thiserror::Error)]

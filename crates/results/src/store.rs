@@ -42,6 +42,29 @@ pub(crate) struct Units {
     pub(crate) complete: Vec<Unit>,
     /// Whether anything (a torn last line, an incomplete or repeated unit) was dropped.
     pub(crate) dropped: bool,
+    /// What was dropped.
+    pub(crate) what: Dropped,
+}
+
+/// What reading `results.jsonl` left out: what an interrupted run (or a copy made while a
+/// sweep wrote) leaves, which opening the directory for writing repairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Dropped {
+    /// The bytes of a last line without its newline (half a row).
+    pub torn_tail_bytes: usize,
+    /// Units with fewer (or more) rows than their `unit_rows`: (unit, rows found, rows
+    /// the unit should have, when its first row says).
+    pub incomplete: Vec<(String, usize, Option<usize>)>,
+    /// Units found a second time (only the first is kept).
+    pub repeated: Vec<String>,
+}
+
+impl Dropped {
+    /// Whether nothing was dropped.
+    pub fn is_empty(&self) -> bool {
+        self.torn_tail_bytes == 0 && self.incomplete.is_empty() && self.repeated.is_empty()
+    }
 }
 
 /// The complete units of a `results.jsonl` (none if the file does not exist).
@@ -52,12 +75,16 @@ pub(crate) fn read_units(path: &Path) -> Result<Units, Error> {
             return Ok(Units {
                 complete: Vec::new(),
                 dropped: false,
+                what: Dropped::default(),
             });
         }
         Err(e) => return Err(io_err(path)(e)),
     };
     let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let mut dropped = complete < text.len();
+    let mut what = Dropped {
+        torn_tail_bytes: text.len() - complete,
+        ..Dropped::default()
+    };
     let text = String::from_utf8_lossy(&text[..complete]);
     let mut units: Vec<Unit> = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -83,16 +110,27 @@ pub(crate) fn read_units(path: &Path) -> Result<Units, Error> {
             }),
         }
     }
-    let before = units.len();
     let mut seen = BTreeSet::new();
     units.retain(|u| {
         let want = u.rows[0].get("unit_rows").and_then(Value::as_u64);
-        want == Some(u.rows.len() as u64) && seen.insert(u.key.clone())
+        if want != Some(u.rows.len() as u64) {
+            what.incomplete.push((
+                u.key.clone(),
+                u.rows.len(),
+                want.and_then(|w| usize::try_from(w).ok()),
+            ));
+            false
+        } else if !seen.insert(u.key.clone()) {
+            what.repeated.push(u.key.clone());
+            false
+        } else {
+            true
+        }
     });
-    dropped |= units.len() != before;
     Ok(Units {
         complete: units,
-        dropped,
+        dropped: !what.is_empty(),
+        what,
     })
 }
 
@@ -278,11 +316,19 @@ impl ResultsWriter {
 
 /// Reads the complete rows of a results directory.
 pub fn read_rows(dir: &Path) -> Result<Vec<Row>, Error> {
+    read_rows_noting_dropped(dir).map(|(rows, _)| rows)
+}
+
+/// Reads the complete rows of a results directory, with what was left out (so a reader can
+/// say so: the rows of an interrupted unit are not lost silently).
+pub fn read_rows_noting_dropped(dir: &Path) -> Result<(Vec<Row>, Dropped), Error> {
     let path = dir.join(JSONL_FILE);
-    read_units(&path)?
+    let units = read_units(&path)?;
+    let rows = units
         .complete
         .iter()
         .flat_map(|u| u.rows.iter().enumerate().map(|(k, v)| (u.line + k, v)))
         .map(|(line, v)| row_of(&path, line, v))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((rows, units.what))
 }

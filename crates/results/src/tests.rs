@@ -152,6 +152,37 @@ fn a_torn_or_incomplete_unit_is_dropped_on_open() {
 }
 
 #[test]
+fn a_reader_is_told_what_was_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = ResultsWriter::open(dir.path()).unwrap();
+    w.append_unit(&unit("a", 2)).unwrap();
+    drop(w);
+    // Two rows of the three of unit b, a second copy of unit a, then half a row.
+    let mut tail = String::new();
+    for r in unit("b", 3).iter().take(2).chain(&unit("a", 2)) {
+        tail.push_str(&(serde_json::to_string(r).unwrap() + "\n"));
+    }
+    tail.push_str(&serde_json::to_string(&row("c", 1, 0)).unwrap()[..25]);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join(JSONL_FILE))
+        .unwrap()
+        .write_all(tail.as_bytes())
+        .unwrap();
+    let (rows, dropped) = read_rows_noting_dropped(dir.path()).unwrap();
+    assert_eq!(rows, unit("a", 2));
+    assert_eq!(dropped.torn_tail_bytes, 25);
+    assert_eq!(dropped.incomplete, [("b".to_string(), 2, Some(3))]);
+    assert_eq!(dropped.repeated, ["a"]);
+    assert!(!dropped.is_empty());
+    // Once repaired, nothing is left to drop.
+    drop(ResultsWriter::open(dir.path()).unwrap());
+    let (rows, dropped) = read_rows_noting_dropped(dir.path()).unwrap();
+    assert_eq!(rows, unit("a", 2));
+    assert!(dropped.is_empty(), "{dropped:?}");
+}
+
+#[test]
 fn merge_joins_shards_and_refuses_mismatches() {
     let root = tempfile::tempdir().unwrap();
     let (s0, s1, s2) = (

@@ -86,16 +86,14 @@ impl Figure for EmergenceFigure {
             let mut chart = line_chart(&area, &panel.label, &axes)?;
             for line in &panel.lines {
                 let col = color(line.color);
-                if line.baseline.len() > 1 {
-                    dashed_baseline(
-                        &mut chart,
-                        &line
-                            .baseline
-                            .iter()
-                            .map(|(i, b)| (*i as f64, *b))
-                            .collect::<Vec<_>>(),
-                        col,
-                    )?;
+                let mut baseline: Vec<(f64, f64)> =
+                    line.baseline.iter().map(|(i, b)| (*i as f64, *b)).collect();
+                // One checkpoint: a short dash across its place, not an invisible point.
+                if let [(x, b)] = baseline[..] {
+                    baseline = vec![(x - axes.pad, b), (x + axes.pad, b)];
+                }
+                if baseline.len() > 1 {
+                    dashed_baseline(&mut chart, &baseline, col)?;
                 }
                 mean_with_band(&mut chart, &line.points, col)?;
             }

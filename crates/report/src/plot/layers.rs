@@ -37,6 +37,9 @@ pub(super) struct LayerFigure {
     has_baseline: bool,
 }
 
+/// P(C_S in out_T)'s place in [`METRICS`].
+const SRC_OUT: usize = 0;
+
 pub(super) const PANEL_W: u32 = 330;
 pub(super) const PANEL_H: u32 = 270;
 
@@ -106,16 +109,27 @@ pub(super) fn layer_plots(
     stats: &Stats,
     dir: &Path,
 ) -> Result<Vec<Plot>, Error> {
-    let metrics: Vec<usize> = (0..METRICS.len())
+    let all: Vec<usize> = (0..METRICS.len())
         .filter(|&m| METRICS[m].plotted && stats.present[m])
         .collect();
+    // P(C_S in out_T) first on its own scale: in the figure of every metric, P(C_T in out_T)
+    // (near 1 once a model translates) sets the axis and flattens it.
+    let mut figures: Vec<(bool, Vec<usize>)> = Vec::new();
+    if stats.present[SRC_OUT] {
+        figures.push((true, vec![SRC_OUT]));
+    }
+    figures.push((false, all));
     let mut plots = Vec::new();
     for &setting in results
         .settings
         .iter()
         .filter(|s| **s != Setting::Unpatched)
     {
-        for (in_l, out_l) in &results.pairs {
+        for ((in_l, out_l), (alone, metrics)) in results
+            .pairs
+            .iter()
+            .flat_map(|p| figures.iter().map(move |f| (p, f)))
+        {
             let mut panels = Vec::new();
             let mut table = DataTable {
                 header: ["checkpoint", "start layer"]
@@ -129,7 +143,7 @@ pub(super) fn layer_plots(
             let mut has_baseline = false;
             for ck in results.checkpoints() {
                 let mut curves = Vec::new();
-                for &m in &metrics {
+                for &m in metrics {
                     let points: Vec<(usize, Estimate)> = (0..results.layers)
                         .filter_map(|j| {
                             let key = Key::new(ck, setting, in_l, out_l, j);
@@ -185,9 +199,16 @@ pub(super) fn layer_plots(
             if panels.is_empty() {
                 continue;
             }
-            let name = format!("layers_{setting}_{in_l}-{out_l}");
+            let (name, what) = if *alone {
+                (
+                    format!("layers_src_{setting}_{in_l}-{out_l}"),
+                    METRICS[SRC_OUT].label,
+                )
+            } else {
+                (format!("layers_{setting}_{in_l}-{out_l}"), "Layer curves")
+            };
             let title = format!(
-                "Layer curves: setting {setting}, {} → {}",
+                "{what}: setting {setting}, {} → {}",
                 lang_name(in_l),
                 lang_name(out_l)
             );
@@ -221,14 +242,25 @@ pub(super) fn layer_plots(
                 name,
                 title,
                 caption: format!(
-                    "Setting {setting} ({}). Target prompts translate from {} to {}. Each line is \
-                     a probability after patching the source latent into blocks j..L-1 at the \
-                     target's word; the shaded band is its 95% bootstrap interval over concept \
-                     pairs; dashed lines are the unpatched values. The y axis is scaled to the \
-                     data.",
+                    "Setting {setting} ({}). Target prompts translate from {} to {}. {} after \
+                     patching the source latent into blocks j..L-1 at the target's word; the \
+                     shaded band is its 95% bootstrap interval over concept pairs; dashed lines \
+                     are the unpatched values. The y axis is scaled to the data: from 0 to just \
+                     above the largest value of the figure, the same in every panel{}",
                     setting_description(setting),
                     lang_name(in_l),
-                    lang_name(out_l)
+                    lang_name(out_l),
+                    if *alone {
+                        "The line is P(C_S in out_T), the source concept in the output language,"
+                    } else {
+                        "Each line is a probability"
+                    },
+                    if *alone {
+                        "; the next figure shows it beside the other metrics."
+                    } else {
+                        " (P(C_T in out_T) often sets it: the figure before shows P(C_S in \
+                         out_T) on its own scale)."
+                    }
                 ),
                 svg,
                 svg_path,

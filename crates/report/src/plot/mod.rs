@@ -10,7 +10,8 @@
 //!   at its best start layer against the checkpoints, in training order.
 //!
 //! Text is laid out with the DejaVu Sans subset in `fonts/`, registered with plotters from
-//! the bytes compiled in, so no system font is looked up.
+//! the bytes compiled in, so no system font is looked up; in PNGs it is drawn glyph by glyph
+//! (`bitmap.rs`), since plotters' own drawing misplaces glyphs.
 
 use std::path::Path;
 
@@ -18,6 +19,7 @@ use crate::Error;
 use crate::input::Results;
 use crate::stats::Stats;
 
+mod bitmap;
 mod emergence;
 mod heatmap;
 mod labels;

@@ -103,7 +103,8 @@ pub(super) fn render<F: Figure>(
     }
     let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
     {
-        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        let root =
+            super::bitmap::Bitmap(BitMapBackend::with_buffer(&mut rgb, size)).into_drawing_area();
         fig.draw(&root).map_err(|e| plot_err(e.to_string()))?;
         root.present().map_err(|e| plot_err(e.to_string()))?;
     }
@@ -221,6 +222,13 @@ pub(super) fn mean_with_band<DB: DrawingBackend>(
     col: RGBColor,
 ) -> DrawResult<DB> {
     let at = |x: usize, y: f64| (x as f64, y);
+    // A band of one point has no area: its interval is drawn as an error bar.
+    if let [(x, e)] = points {
+        chart.draw_series(std::iter::once(PathElement::new(
+            [at(*x, e.lo), at(*x, e.hi)],
+            col.mix(0.5).stroke_width(6),
+        )))?;
+    }
     let mut band: Vec<(f64, f64)> = points.iter().map(|(x, e)| at(*x, e.hi)).collect();
     band.extend(points.iter().rev().map(|(x, e)| at(*x, e.lo)));
     chart.draw_series(std::iter::once(Polygon::new(band, col.mix(0.15).filled())))?;
@@ -245,9 +253,30 @@ pub(super) fn decimals(max: f64) -> usize {
     (-step.log10().floor()).clamp(0.0, 6.0) as usize
 }
 
-/// The top of a probability axis: a little above `max`, never above 1.
+/// Below this top, axis values are written in scientific notation (`2.5e-5`): fixed-point
+/// labels would be mostly zeros.
+const SCIENTIFIC_BELOW: f64 = 1e-3;
+
+/// A tick label or cell value `v` on an axis from 0 to `max`.
+pub(super) fn value_label(v: f64, max: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if max < SCIENTIFIC_BELOW {
+        format!("{v:.1e}")
+    } else {
+        let dec = decimals(max);
+        format!("{v:.dec$}")
+    }
+}
+
+/// The top of a probability axis scaled to the data: a little above its largest value
+/// `max`, never above 1 (a probability); 1 when every value is 0.
 pub(super) fn axis_max(max: f64) -> f64 {
-    (max * 1.12).clamp(1e-3, 1.0)
+    if max > 0.0 {
+        (max * 1.12).min(1.0)
+    } else {
+        1.0
+    }
 }
 
 pub(super) fn fmt_est(e: &Estimate) -> String {
@@ -312,8 +341,8 @@ pub(super) fn line_chart<'a, DB: DrawingBackend>(
         .x_label_area_size(axes.x_area)
         .y_label_area_size(56)
         .build_cartesian_2d(-axes.pad..axes.x_max + axes.pad, 0.0..axes.ymax)?;
-    let dec = decimals(axes.ymax);
-    let y_fmt = move |v: &f64| format!("{v:.dec$}");
+    let ymax = axes.ymax;
+    let y_fmt = move |v: &f64| value_label(*v, ymax);
     chart
         .configure_mesh()
         .x_labels(axes.x_labels)
@@ -363,8 +392,20 @@ mod tests {
         assert_eq!(decimals(1.0), 1);
         assert_eq!(decimals(0.05), 2);
         assert_eq!(decimals(0.004), 4);
-        assert_eq!(axis_max(0.0), 1e-3);
+        assert_eq!(value_label(0.01, 0.05), "0.01");
+        assert_eq!(value_label(0.0, 0.05), "0");
+        assert_eq!(value_label(2e-5, 4e-5), "2.0e-5");
+    }
+
+    #[test]
+    fn a_probability_axis_is_scaled_to_the_data() {
+        // Tiny probabilities (an untrained model) fill the axis, not 1/50 of it.
+        let top = axis_max(2e-5);
+        assert!(top > 2e-5 && top < 3e-5, "{top}");
+        assert!((axis_max(0.3) - 0.336).abs() < 1e-12);
+        // Never above 1; all-zero data on 0..1.
         assert_eq!(axis_max(0.95), 1.0);
+        assert_eq!(axis_max(0.0), 1.0);
     }
 
     #[test]
