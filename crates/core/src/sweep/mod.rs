@@ -71,6 +71,8 @@ pub struct Outcome {
     pub resumed: usize,
     /// Units in this shard.
     pub total: usize,
+    /// What the user should be told (e.g. a replayed prompt set without tokenizer hashes).
+    pub warnings: Vec<String>,
 }
 
 /// Runs (or resumes) the sweep of `config` into `out`; relative paths of the config are
@@ -93,13 +95,22 @@ pub fn run(
         target_batch: crate::config::DEFAULT_TARGET_BATCH,
         ..config.clone()
     };
-    store_or_check(out, CONFIG_FILE, &stored.to_toml(), &[])?;
+    store_or_check(out, CONFIG_FILE, &stored_config(&stored), &[])?;
     run_file(config, &plan).write_or_check(out)?;
+    let records = prompt_records(&plan);
+    // Results directories written before prompts recorded their tokenizer still resume.
+    let legacy: Vec<PromptRecord> = records
+        .iter()
+        .map(|r| PromptRecord {
+            tokenizer: None,
+            ..r.clone()
+        })
+        .collect();
     store_or_check(
         out,
         PROMPTS_FILE,
-        &prompts_text(&prompt_records(&plan)),
-        &[],
+        &prompts_text(&records),
+        &[&prompts_text(&legacy)],
     )?;
 
     // The units of this shard, by checkpoint.
@@ -138,7 +149,7 @@ pub fn run(
         }
         let mut model = Model::open(registry, dir, &options)?;
         let mut prefixes = PrefixCache::new();
-        let stops = stops_from(&plan.pieces, &model);
+        let stops = stops_from(&plan.pieces, &model, config.stop);
         let per_batch = units_per_batch(config, &model, &plan, &todo);
         let ctx = Units {
             config,
@@ -185,7 +196,22 @@ pub fn run(
         ran,
         resumed,
         total,
+        warnings: plan.warnings,
     })
+}
+
+/// The config as stored beside the results: a replay says so first, since the keys that
+/// build prompts (`pairs`, `concept_pairs`, `n_shots`, `demos`, `template`, `seed`) are
+/// stored with the rest but were not used.
+fn stored_config(config: &SweepConfig) -> String {
+    match &config.prompts {
+        Some(file) => format!(
+            "# replayed_from: the prompt set {file:?} (its copy is prompts.jsonl); pairs, \
+             concept_pairs, n_shots, demos, template and seed were not used\n{}",
+            config.to_toml()
+        ),
+        None => config.to_toml(),
+    }
 }
 /// `run.json` of a sweep.
 fn run_file(config: &SweepConfig, plan: &Plan) -> RunFile {
@@ -203,7 +229,20 @@ fn run_file(config: &SweepConfig, plan: &Plan) -> RunFile {
             .collect(),
         study: Some(Study {
             concepts: config.concepts.clone(),
-            pairs: config.pairs.clone(),
+            pairs: match config.prompts {
+                // The pairs the prompt set holds, in its order (the config's are not used).
+                Some(_) => {
+                    let mut pairs: Vec<[String; 2]> = Vec::new();
+                    for item in &plan.items {
+                        let pair = [item.in_lang.to_string(), item.out_lang.to_string()];
+                        if !pairs.contains(&pair) {
+                            pairs.push(pair);
+                        }
+                    }
+                    pairs
+                }
+                None => config.pairs.clone(),
+            },
         }),
     }
 }
@@ -215,6 +254,7 @@ fn prompt_records(plan: &Plan) -> Vec<PromptRecord> {
     for item in &plan.items {
         let key = item.key();
         let mut target = item.target.record(&key, Role::Target, None);
+        target.tokenizer = Some(plan.tokenizer.clone());
         target.metric_ids = Some(
             metric_sets(&plan.study, &plan.tokens, item)
                 .into_iter()
@@ -224,7 +264,9 @@ fn prompt_records(plan: &Plan) -> Vec<PromptRecord> {
         records.push(target);
         for (setting, list) in &item.sources {
             for p in list {
-                records.push(p.record(&key, Role::Source, Some(*setting)));
+                let mut record = p.record(&key, Role::Source, Some(*setting));
+                record.tokenizer = Some(plan.tokenizer.clone());
+                records.push(record);
             }
         }
     }

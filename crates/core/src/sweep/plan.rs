@@ -41,9 +41,28 @@ fn source_specs(
     }
 }
 
-/// The token sets behind a target's probability columns, by column name: what a row's
-/// `p_*` values sum over (written into `prompts.jsonl` so another tool can compute the same).
+/// The token sets behind a target's probability columns, by column name, in the order of
+/// [`replay::METRIC_COLUMNS`]: what a row's `p_*` values sum over (written into
+/// `prompts.jsonl` so another tool can compute the same). A replayed target's own
+/// `metric_ids` replace the concept table's sets for the columns they name.
 pub(super) fn metric_sets(
+    plan_study: &[Lang],
+    tokens: &ConceptTokens,
+    item: &Item,
+) -> Vec<(&'static str, Vec<u32>)> {
+    let mut sets = table_metric_sets(plan_study, tokens, item);
+    if let Some(own) = &item.metric_ids {
+        for (name, ids) in &mut sets {
+            if let Some(given) = own.get(*name) {
+                ids.clone_from(given);
+            }
+        }
+    }
+    sets
+}
+
+/// [`metric_sets`] from the concept table alone.
+fn table_metric_sets(
     plan_study: &[Lang],
     tokens: &ConceptTokens,
     item: &Item,
@@ -86,6 +105,11 @@ pub(super) struct Plan {
     pub(super) pieces: Vec<String>,
     /// The target prompts with their sources.
     pub(super) items: Vec<Item>,
+    /// The SHA-256 of the series' `tokenizer.json`, recorded in `prompts.jsonl`.
+    pub(super) tokenizer: String,
+    /// What the user should know before the sweep runs (a replayed prompt set that does not
+    /// say which tokenizer made it).
+    pub(super) warnings: Vec<String>,
 }
 
 pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
@@ -130,7 +154,12 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
     })?;
     let study = config.study_languages()?;
     let seen = config.seen_languages()?;
-    let mut table = ConceptTable::load(base.join(&config.concepts))?.subset(&study)?;
+    let concepts = base.join(&config.concepts);
+    let table = match config.concepts_from {
+        None => ConceptTable::load(&concepts)?,
+        Some(format) => format.format().read(&concepts)?,
+    };
+    let mut table = table.subset(&study)?;
     if let Some(ids) = config.concept_ids(base)? {
         table = table.only(&ids).map_err(|e| ConfigError::ConceptListIds {
             path: base.join(config.concept_list.as_deref().unwrap_or("")),
@@ -150,8 +179,15 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
         let tokens = prompt.tokenize(&tokenizer)?;
         Ok(Planned { prompt, tokens })
     };
+    let tokenizer_hash = tok_hash(first).unwrap_or_default();
     if let Some(file) = &config.prompts {
-        let items = replay::read_items(&base.join(file), &config.settings)?;
+        let path = base.join(file);
+        let replay::Replayed { items, tokenizers } = replay::read_items(&path, &config.settings)?;
+        let warnings = replay::check_tokenizer(&path, &tokenizers, &tokenizer_hash, first_dir)?
+            .into_iter()
+            .collect();
+        let vocab = models.iter().map(|(_, m)| m.vocab_size).min().unwrap_or(0);
+        replay::check_metric_ids(&path, &items, vocab)?;
         for item in &items {
             for lang in [item.in_lang, item.out_lang] {
                 if !study.contains(&lang) {
@@ -179,6 +215,8 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
             tokens,
             pieces,
             items,
+            tokenizer: tokenizer_hash,
+            warnings,
         });
     }
     let mut drawn = Vec::new();
@@ -259,6 +297,7 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
                 pair,
                 target,
                 sources,
+                metric_ids: None,
             });
         }
     }
@@ -269,6 +308,8 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
         tokens,
         pieces,
         items,
+        tokenizer: tokenizer_hash,
+        warnings: Vec::new(),
     })
 }
 
