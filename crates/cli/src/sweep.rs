@@ -108,6 +108,9 @@ pub(crate) fn sweep(args: SweepArgs, plugin_dirs: &[PathBuf]) -> Result<()> {
     })
     .with_context(|| format!("sweep into {} failed", args.out.display()))?;
     eprintln!();
+    for w in &outcome.warnings {
+        eprintln!("warning: {w}");
+    }
     println!(
         "{} units run, {} resumed, {} in shard {shard}, in {:.1} s; results in {}",
         outcome.ran,
