@@ -274,7 +274,7 @@ pub struct SweepConfig {
     /// A prompt set to replay (the `prompts.jsonl` of an earlier sweep, or one written by
     /// another tool in that format) instead of building prompts: `pairs`, `concept_pairs`,
     /// `n_shots`, `demos`, `template` and `seed` are then not used, and every setting run
-    /// must have its source prompts in the file.
+    /// must have its source prompts in the file (format: `docs/prompts.md`).
     #[serde(default)]
     pub prompts: Option<String>,
     /// The seed of every random choice.
@@ -385,9 +385,18 @@ impl SweepConfig {
         })
     }
 
-    /// The config as TOML, as stored beside the results.
+    /// The config as TOML, as stored beside the results. A replay says so first, since the
+    /// keys that build prompts (`pairs`, `concept_pairs`, `n_shots`, `demos`, `template`,
+    /// `seed`) are stored with the rest but are not used.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("a config always serializes")
+        let text = toml::to_string(self).expect("a config always serializes");
+        match &self.prompts {
+            Some(file) => format!(
+                "# replayed_from: the prompt set {file:?} (its copy is prompts.jsonl); pairs, \
+                 concept_pairs, n_shots, demos, template and seed are not used\n{text}"
+            ),
+            None => text,
+        }
     }
 
     /// Checks what can be checked without files: languages, pairs, sizes, the template.

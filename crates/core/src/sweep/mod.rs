@@ -95,7 +95,7 @@ pub fn run(
         target_batch: crate::config::DEFAULT_TARGET_BATCH,
         ..config.clone()
     };
-    store_or_check(out, CONFIG_FILE, &stored_config(&stored), &[])?;
+    store_or_check(out, CONFIG_FILE, &stored.to_toml(), &[])?;
     run_file(config, &plan).write_or_check(out)?;
     let records = prompt_records(&plan);
     // Results directories written before prompts recorded their tokenizer still resume.
@@ -200,19 +200,6 @@ pub fn run(
     })
 }
 
-/// The config as stored beside the results: a replay says so first, since the keys that
-/// build prompts (`pairs`, `concept_pairs`, `n_shots`, `demos`, `template`, `seed`) are
-/// stored with the rest but were not used.
-fn stored_config(config: &SweepConfig) -> String {
-    match &config.prompts {
-        Some(file) => format!(
-            "# replayed_from: the prompt set {file:?} (its copy is prompts.jsonl); pairs, \
-             concept_pairs, n_shots, demos, template and seed were not used\n{}",
-            config.to_toml()
-        ),
-        None => config.to_toml(),
-    }
-}
 /// `run.json` of a sweep.
 fn run_file(config: &SweepConfig, plan: &Plan) -> RunFile {
     RunFile {
