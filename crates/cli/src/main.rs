@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod concepts;
 mod export;
 mod hints;
 mod plugins;
@@ -58,6 +59,9 @@ enum Command {
     /// Checkpoint series on the Hugging Face hub: list what a spec selects, fetch it.
     #[command(subcommand)]
     Series(series::SeriesCommand),
+    /// Concept tables: import the prior work's formats into the project's.
+    #[command(subcommand)]
+    Concepts(concepts::ConceptsCommand),
     /// Inspect the plugins xlpatch can load.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -89,5 +93,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Slurm(cmd) => slurm::run(cmd, &cli.plugin_dir),
         Command::Series(cmd) => series::run(cmd),
         Command::Plugins(cmd) => plugins::run(cmd, &cli.plugin_dir),
+        Command::Concepts(cmd) => concepts::run(cmd),
     }
 }

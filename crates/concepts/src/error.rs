@@ -169,6 +169,20 @@ pub enum Error {
         /// Where the table came from.
         table: PathBuf,
     },
+    /// A concept id or form holds a character the table format cannot write (a tab, a line
+    /// break, or `|` in a form), or starts or ends with whitespace.
+    #[error(
+        "concept {concept:?}, column {column:?}: {text:?} cannot be written to a table \
+         (a tab, a line break, '|', or whitespace at either end); fix it in the source"
+    )]
+    Unwritable {
+        /// The concept id.
+        concept: String,
+        /// The column (`concept` or a language code).
+        column: String,
+        /// The id or form.
+        text: String,
+    },
     /// Any other malformed input: a broken quoted field, a bad Python literal, a gloss with
     /// nothing after `gloss:`, a row that contradicts another.
     #[error("{at}: {message}")]

@@ -413,3 +413,170 @@ mod tests {
         );
     }
 }
+
+/// A cell of a written table: refused when the format could not read it back.
+fn cell<'a>(concept: &str, column: &str, text: &'a str, in_list: bool) -> Result<&'a str, Error> {
+    let bad = text.is_empty()
+        || text.trim() != text
+        || text.contains(['\t', '\n', '\r'])
+        || (in_list && text.contains('|'));
+    if bad {
+        return Err(Error::Unwritable {
+            concept: concept.to_owned(),
+            column: column.to_owned(),
+            text: text.to_owned(),
+        });
+    }
+    Ok(text)
+}
+
+impl ConceptTable {
+    /// The table in the project's format: the texts of `nouns.tsv`, and of `polysemy.tsv` and
+    /// `homographs.tsv` when it has marks (`None` otherwise). Every concept needs a form in
+    /// every language of the table (the format has no empty cells: restrict an imported table
+    /// with [`ConceptTable::subset`] first); a form with a tab, a line break or `|` is refused.
+    pub fn to_tsv(&self) -> Result<[(&'static str, Option<String>); 3], Error> {
+        let mut nouns = String::from("concept");
+        for lang in self.languages() {
+            nouns.push('\t');
+            nouns.push_str(lang.code());
+        }
+        nouns.push('\n');
+        for c in self.concepts() {
+            nouns.push_str(cell(&c.id, "concept", &c.id, false)?);
+            for &lang in self.languages() {
+                let forms = c.forms_in(lang);
+                if forms.is_empty() {
+                    return Err(Error::MissingForm {
+                        concept: c.id.clone(),
+                        lang,
+                        table: self.source().to_owned(),
+                    });
+                }
+                nouns.push('\t');
+                for (i, f) in forms.iter().enumerate() {
+                    if i > 0 {
+                        nouns.push('|');
+                    }
+                    nouns.push_str(cell(&c.id, lang.code(), f, true)?);
+                }
+            }
+            nouns.push('\n');
+        }
+        let meaning = |m: &Meaning| match m {
+            Meaning::Concept(id) => id.clone(),
+            Meaning::Gloss(g) => format!("gloss:{g}"),
+        };
+        let note = |n: &str| {
+            if n.trim().is_empty() {
+                "-".to_owned()
+            } else {
+                n.trim().to_owned()
+            }
+        };
+        let polysemy = (!self.polysemy().is_empty()).then(|| {
+            let mut t = POLYSEMY_HEADER.join("\t") + "\n";
+            for p in self.polysemy() {
+                let row = [
+                    p.lang.code().to_owned(),
+                    p.form.clone(),
+                    p.concept.clone(),
+                    meaning(&p.other),
+                    note(&p.note),
+                ];
+                t.push_str(&(row.join("\t") + "\n"));
+            }
+            t
+        });
+        let homographs = (!self.homographs().is_empty()).then(|| {
+            let mut t = HOMOGRAPHS_HEADER.join("\t") + "\n";
+            for h in self.homographs() {
+                let row = [
+                    h.form.clone(),
+                    h.lang_a.code().to_owned(),
+                    h.concept_a.clone(),
+                    h.lang_b.code().to_owned(),
+                    meaning(&h.meaning_b),
+                    note(&h.note),
+                ];
+                t.push_str(&(row.join("\t") + "\n"));
+            }
+            t
+        });
+        Ok([
+            (NOUNS_FILE, Some(nouns)),
+            (POLYSEMY_FILE, polysemy),
+            (HOMOGRAPHS_FILE, homographs),
+        ])
+    }
+
+    /// Writes the table into the folder `dir` (created) in the project's format, so that
+    /// [`ConceptTable::load`] reads it back (see [`ConceptTable::to_tsv`]).
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<(), Error> {
+        let dir = dir.as_ref();
+        let files = self.to_tsv()?;
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        for (name, text) in files {
+            let path = dir.join(name);
+            match text {
+                Some(text) => std::fs::write(&path, text).map_err(io(&path))?,
+                // A stale marks file from an earlier table would be read with this one.
+                None if path.exists() => std::fs::remove_file(&path).map_err(io(&path))?,
+                None => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod write_tests {
+    use super::*;
+
+    #[test]
+    fn the_project_table_round_trips() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/concepts");
+        let table = ConceptTable::load(&root).unwrap();
+        let dir = std::env::temp_dir().join(format!("xlpatch-concepts-{}", std::process::id()));
+        table.save(&dir).unwrap();
+        let back = ConceptTable::load(&dir).unwrap();
+        assert_eq!(back.languages(), table.languages());
+        assert_eq!(back.concepts(), table.concepts());
+        assert_eq!(back.polysemy(), table.polysemy());
+        assert_eq!(back.homographs(), table.homographs());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unwritable_tables_are_refused() {
+        let l = |c: &str| Lang::from_code(c).unwrap();
+        let table = |forms: &[(&str, &[&str])]| {
+            let concept = Concept {
+                id: "dog".into(),
+                forms: forms
+                    .iter()
+                    .map(|(c, f)| (l(c), f.iter().map(|s| s.to_string()).collect()))
+                    .collect(),
+            };
+            ConceptTable::new("t", vec![l("en"), l("de")], vec![concept], vec![], vec![]).unwrap()
+        };
+        let err = table(&[("en", &["dog"])]).to_tsv().unwrap_err().to_string();
+        assert!(err.contains("no form in \"de\""), "{err}");
+        let err = table(&[("en", &["dog"]), ("de", &["Hu|nd"])])
+            .to_tsv()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"Hu|nd\" cannot be written"), "{err}");
+        let ok = table(&[("en", &["dog"]), ("de", &["Hund", "Köter"])])
+            .to_tsv()
+            .unwrap();
+        assert_eq!(
+            ok[0].1.as_deref(),
+            Some("concept\ten\tde\ndog\tdog\tHund|Köter\n")
+        );
+    }
+}

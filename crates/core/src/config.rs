@@ -5,7 +5,8 @@
 //!
 //! ```toml
 //! models = ["fixtures/series/export/step_*"] # model dirs or globs (`*` in the last component)
-//! concepts = "fixtures/concepts"
+//! concepts = "fixtures/concepts"                # or another format, with concepts_from:
+//! # concepts_from = "clap"                       # multisimlex, dumas, wendler or clap
 //! concept_list = "fixtures/series/concepts.txt" # the concept ids to use ("": all)
 //! languages = ["en", "de", "fr", "es", "it", "pt", "nl", "pl"]
 //! pairs = [["fr", "de"], ["de", "it"]]   # (input, output) of the target prompts
@@ -14,6 +15,8 @@
 //! demos = "per_pair"                     # or "per_prompt"
 //! # prompts = "earlier/prompts.jsonl"    # replay a prompt set instead of building one
 //! seed = 0
+//! max_new_tokens = 10
+//! stop = "quote"                         # or "eos", or "max_new_tokens"
 //!
 //! [plugins]
 //! patch = "patch-replace"
@@ -69,6 +72,53 @@ pub enum Demos {
     PerPair,
     /// A fresh draw for every prompt, avoiding only its own concept pair.
     PerPrompt,
+}
+
+/// When greedy generation stops (besides `max_new_tokens`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stop {
+    /// At the answer's closing quote: the first token whose text holds `"`, or an
+    /// end-of-sequence token.
+    #[default]
+    Quote,
+    /// At an end-of-sequence token only.
+    Eos,
+    /// Never: exactly `max_new_tokens` tokens, as the reference pipeline generates.
+    MaxNewTokens,
+}
+
+impl Stop {
+    fn is_default(&self) -> bool {
+        *self == Stop::default()
+    }
+}
+
+/// The format of a concept table that is not in the project's own (`concepts_from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConceptsFrom {
+    /// Multi-SimLex: `translation.csv`, per-language files, or a folder of them.
+    Multisimlex,
+    /// Dumas et al.'s `word_translation.csv`, or their `data/` folder.
+    Dumas,
+    /// Wendler et al.'s `clean.csv`, or their `data/langs/` folder.
+    Wendler,
+    /// The processed Multi-SimLex CSV of the seed paper's code.
+    Clap,
+}
+
+impl ConceptsFrom {
+    /// The importer's format.
+    pub fn format(self) -> xlpatch_concepts::import::Format {
+        use xlpatch_concepts::import::Format;
+        match self {
+            ConceptsFrom::Multisimlex => Format::MultiSimLex,
+            ConceptsFrom::Dumas => Format::Dumas,
+            ConceptsFrom::Wendler => Format::Wendler,
+            ConceptsFrom::Clap => Format::Clap,
+        }
+    }
 }
 
 /// The concept-pair collision rule as written in configs.
@@ -205,8 +255,13 @@ pub const DEFAULT_TARGET_BATCH: usize = 1;
 pub struct SweepConfig {
     /// Model directories or globs; the series is ordered by training step.
     pub models: Vec<String>,
-    /// The concept table's directory.
+    /// The concept table: a directory in the project's format, or with
+    /// [`SweepConfig::concepts_from`] a file or folder of another format.
     pub concepts: String,
+    /// The format of `concepts` when it is not the project's table: it is then imported
+    /// when the sweep starts (as `xlpatch concepts import` would).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concepts_from: Option<ConceptsFrom>,
     /// A file listing the concept ids the study uses, one per line (`#` starts a comment);
     /// none (written `concept_list = ""`): every concept of the table. A model trained on a
     /// few concepts (the fixture series) is studied on those. The default names the fixture
@@ -232,13 +287,16 @@ pub struct SweepConfig {
     /// A prompt set to replay (the `prompts.jsonl` of an earlier sweep, or one written by
     /// another tool in that format) instead of building prompts: `pairs`, `concept_pairs`,
     /// `n_shots`, `demos`, `template` and `seed` are then not used, and every setting run
-    /// must have its source prompts in the file.
+    /// must have its source prompts in the file (format: `docs/prompts.md`).
     #[serde(default)]
     pub prompts: Option<String>,
     /// The seed of every random choice.
     pub seed: u64,
     /// Greedy tokens generated per patched run (0: none).
     pub max_new_tokens: usize,
+    /// When generation stops before `max_new_tokens`.
+    #[serde(default, skip_serializing_if = "Stop::is_default")]
+    pub stop: Stop,
     /// Which concept pairs are refused.
     pub collision: CollisionRule,
     /// Which patch.
@@ -277,6 +335,7 @@ impl Default for SweepConfig {
         SweepConfig {
             models: vec!["fixtures/series/export/step_*".into()],
             concepts: "fixtures/concepts".into(),
+            concepts_from: None,
             concept_list: Some("fixtures/series/concepts.txt".into()),
             // The fixture series' languages; fr→de is a trained pair, de→it is held out of
             // training entirely (reachable only through a shared space).
@@ -292,6 +351,7 @@ impl Default for SweepConfig {
             prompts: None,
             seed: 0,
             max_new_tokens: 10,
+            stop: Stop::default(),
             collision: CollisionRule::default(),
             variant: Variant::default(),
             method: Method::default(),
@@ -359,15 +419,35 @@ impl SweepConfig {
         })
     }
 
-    /// The config as TOML, as stored beside the results.
+    /// The config as TOML, as stored beside the results. A replay says so first, since the
+    /// keys that build prompts (`pairs`, `concept_pairs`, `n_shots`, `demos`, `template`,
+    /// `seed`) are stored with the rest but are not used.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("a config always serializes")
+        let text = toml::to_string(self).expect("a config always serializes");
+        match &self.prompts {
+            Some(file) => format!(
+                "# replayed_from: the prompt set {file:?} (its copy is prompts.jsonl); pairs, \
+                 concept_pairs, n_shots, demos, template and seed are not used\n{text}"
+            ),
+            None => text,
+        }
     }
 
     /// Checks what can be checked without files: languages, pairs, sizes, the template.
+    /// A replayed prompt set does not use `pairs`, `concept_pairs` and `template`, so they
+    /// are not checked then (defaults need not fit the study).
     pub fn validate(&self) -> Result<(), Error> {
         let study = self.study_languages()?;
         self.seen_languages()?;
+        if self.target_batch == 0 {
+            return Err(Error::Config(ConfigError::TargetBatch));
+        }
+        if self.prompts.is_some() {
+            if self.settings.is_empty() {
+                return Err(Error::Config(ConfigError::NothingToRun));
+            }
+            return Ok(());
+        }
         for [a, b] in &self.pairs {
             for code in [a, b] {
                 let lang = langs(std::slice::from_ref(code), "pairs")?[0];
@@ -676,6 +756,31 @@ mod tests {
                 .target_batch,
             4
         );
+    }
+
+    #[test]
+    fn a_replay_checks_only_the_keys_it_uses() {
+        // The default pairs (fr-de, de-it) do not fit these languages; a replay does not
+        // use them.
+        let text = "languages = [\"en\", \"fr\", \"es\"]\n";
+        let err = SweepConfig::from_toml(text).unwrap_err().to_string();
+        assert!(err.contains("not a study language"), "{err}");
+        let c = SweepConfig::from_toml(&format!("{text}prompts = \"p.jsonl\"\n")).unwrap();
+        assert_eq!(c.prompts.as_deref(), Some("p.jsonl"));
+        let err = SweepConfig::from_toml(&format!("{text}prompts = \"p.jsonl\"\nsettings = []"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least one pair, one setting"), "{err}");
+        // The stop rule and an imported table's format, as written.
+        let c = SweepConfig::from_toml("stop = \"eos\"\nconcepts_from = \"clap\"").unwrap();
+        assert_eq!(
+            (c.stop, c.concepts_from),
+            (Stop::Eos, Some(ConceptsFrom::Clap))
+        );
+        assert!(SweepConfig::from_toml("stop = \"never\"").is_err());
+        // Defaults are not written, so stored configs of earlier sweeps still match.
+        let d = SweepConfig::default().to_toml();
+        assert!(!d.contains("stop") && !d.contains("concepts_from"), "{d}");
     }
 
     #[test]

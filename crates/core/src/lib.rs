@@ -15,6 +15,7 @@ pub mod patch;
 pub mod plugins;
 pub mod prefix;
 pub mod prompt;
+pub use xlpatch_concepts as concepts;
 pub use xlpatch_results as results;
 pub use xlpatch_rng as rng;
 pub mod sweep;

@@ -484,6 +484,29 @@ fn nan_weights_fail_the_unit_naming_checkpoint_prompt_and_layer() {
         &tok,
         2,
     );
+
+/// The records of a `prompts.jsonl` as JSON values.
+fn prompt_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[serde_json::Value]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A replay uses each target's own `metric_ids` (not the concept table's sets), validates
+/// none of the keys that only build prompts, says in the stored config that it replayed, and
+/// checks the tokenizer hash the records carry (refused when another, a warning when none).
+#[test]
+fn a_replay_uses_the_files_metric_ids_and_checks_its_tokenizer() {
+    let registry = registry();
+    let root = tempfile::tempdir().unwrap();
+    let series = series(root.path());
     let config = SweepConfig {
         settings: vec![Setting::Tgt, Setting::Unpatched],
         concept_pairs: 2,
@@ -516,4 +539,233 @@ fn nan_weights_fail_the_unit_naming_checkpoint_prompt_and_layer() {
         let text = std::fs::read_to_string(out.join(JSONL_FILE)).unwrap();
         assert!(!text.contains("null"), "a null was written");
     }
+}
+
+    let base = Path::new("/");
+    let sweep = |config: &SweepConfig, dir: &Path| {
+        run(config, &registry, base, dir, Shard::default(), &mut |_| {})
+    };
+    let first = root.path().join("first");
+    sweep(&config, &first).unwrap();
+    let lines = prompt_lines(&first.join("prompts.jsonl"));
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(series.join("step_1/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let tok_file = manifest["tokenizer"].as_str().unwrap();
+    let hash = manifest["files"][tok_file].as_str().unwrap();
+    assert!(
+        lines.iter().all(|l| l["tokenizer"] == hash),
+        "every record names the series' tokenizer"
+    );
+
+    // p_src_out's token set replaced by p_tgt_out's: the replay must measure that set.
+    let swapped: Vec<serde_json::Value> = lines
+        .iter()
+        .cloned()
+        .map(|mut l| {
+            if l["role"] == "target" {
+                l["metric_ids"]["p_src_out"] = l["metric_ids"]["p_tgt_out"].clone();
+            }
+            l
+        })
+        .collect();
+    let file = root.path().join("swapped.jsonl");
+    write_lines(&file, &swapped);
+    // Written as a user would: only what the replay needs. The default `pairs` (fr-de, de-it)
+    // do not fit these languages, and are not used.
+    let toml = format!(
+        "models = [{:?}]\nconcepts = {:?}\nlanguages = [\"en\", \"de\", \"fr\", \"es\"]\n\
+         settings = [\"tgt\", \"unpatched\"]\nprompts = {:?}\nmax_new_tokens = 4\nthreads = 1\n",
+        config.models[0],
+        config.concepts,
+        file.display().to_string()
+    );
+    let replay = SweepConfig::from_toml(&toml).unwrap();
+    let second = root.path().join("second");
+    let outcome = sweep(&replay, &second).unwrap();
+    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+    let (a, b) = (read_rows(&first).unwrap(), read_rows(&second).unwrap());
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            (&x.unit, x.setting, x.start_layer),
+            (&y.unit, y.setting, y.start_layer)
+        );
+        assert_eq!(y.p_src_out, x.p_tgt_out, "{y:?}");
+        assert_eq!(y.rank_src_out, x.rank_tgt_out);
+        assert_eq!(y.p_tgt_out, x.p_tgt_out);
+    }
+    assert!(
+        a.iter().zip(&b).any(|(x, y)| x.p_src_out != y.p_src_out),
+        "the table's set and the file's differ somewhere"
+    );
+    assert_eq!(prompt_lines(&second.join("prompts.jsonl")), swapped);
+    let stored = std::fs::read_to_string(second.join("config.toml")).unwrap();
+    assert!(
+        stored.starts_with("# replayed_from: the prompt set") && stored.contains("swapped.jsonl"),
+        "{stored}"
+    );
+    let run_json = std::fs::read_to_string(second.join("run.json")).unwrap();
+    assert!(
+        run_json.contains("\"fr\",\n        \"de\"") && !run_json.contains("\"it\""),
+        "{run_json}"
+    );
+
+    // Another tokenizer's ids are refused, naming the line and the fix.
+    let other: Vec<serde_json::Value> = lines
+        .iter()
+        .cloned()
+        .map(|mut l| {
+            l["tokenizer"] = serde_json::json!("0".repeat(64));
+            l
+        })
+        .collect();
+    let file = root.path().join("other.jsonl");
+    write_lines(&file, &other);
+    let err = sweep(
+        &SweepConfig {
+            prompts: Some(file.display().to_string()),
+            ..replay.clone()
+        },
+        &root.path().join("x"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("other.jsonl: line 1") && err.contains("tokenizer") && err.contains(hash),
+        "{err}"
+    );
+    assert!(!root.path().join("x").join("config.toml").exists());
+
+    // A file without hashes (an older one, or another tool's) replays with a warning.
+    let bare: Vec<serde_json::Value> = lines
+        .iter()
+        .cloned()
+        .map(|mut l| {
+            l.as_object_mut().unwrap().remove("tokenizer");
+            l
+        })
+        .collect();
+    let file = root.path().join("bare.jsonl");
+    write_lines(&file, &bare);
+    let outcome = sweep(
+        &SweepConfig {
+            prompts: Some(file.display().to_string()),
+            ..replay.clone()
+        },
+        &root.path().join("y"),
+    )
+    .unwrap();
+    assert_eq!(outcome.warnings.len(), 1);
+    assert!(
+        outcome.warnings[0].contains("bare.jsonl"),
+        "{:?}",
+        outcome.warnings
+    );
+
+    // metric_ids naming an unknown column, or an id outside the vocabulary, are refused.
+    for (column, ids, expected) in [
+        (
+            "p_src_elsewhere",
+            serde_json::json!([1]),
+            "not one of p_src_out",
+        ),
+        (
+            "p_src_in",
+            serde_json::json!([100000]),
+            "outside the vocabulary",
+        ),
+    ] {
+        let mut bad = lines.clone();
+        bad[0]["metric_ids"][column] = ids;
+        let file = root.path().join("bad.jsonl");
+        write_lines(&file, &bad);
+        let err = sweep(
+            &SweepConfig {
+                prompts: Some(file.display().to_string()),
+                ..replay.clone()
+            },
+            &root.path().join(format!("z-{column}")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(expected) && err.contains("bad.jsonl"), "{err}");
+    }
+}
+
+/// Each stop rule, naive and incremental alike: `max_new_tokens` generates exactly that many
+/// tokens; `eos` stops only at an end-of-sequence token; `quote` at the first token holding a
+/// quote. Greedy decoding is the same until a stop, so each rule's generation is a prefix of
+/// the next one's.
+#[test]
+fn generation_stops_as_configured() {
+    use xlpatch_core::config::Stop;
+    let registry = registry();
+    let root = tempfile::tempdir().unwrap();
+    let series = series(root.path());
+    let base = Path::new("/");
+    let max = 8;
+    let mut by_rule = Vec::new();
+    for stop in [Stop::Quote, Stop::Eos, Stop::MaxNewTokens] {
+        let mut per_method = Vec::new();
+        for method in [Method::Incremental, Method::Naive] {
+            let config = SweepConfig {
+                settings: vec![Setting::Tgt, Setting::Unpatched],
+                concept_pairs: 2,
+                max_new_tokens: max,
+                stop,
+                method,
+                ..config(&series)
+            };
+            assert_eq!(SweepConfig::from_toml(&config.to_toml()).unwrap(), config);
+            let dir = root.path().join(format!("{stop:?}-{method:?}"));
+            run(
+                &config,
+                &registry,
+                base,
+                &dir,
+                Shard::default(),
+                &mut |_| {},
+            )
+            .unwrap();
+            per_method.push(sorted(read_rows(&dir).unwrap()));
+        }
+        assert_same_rows(&per_method[1], &per_method[0]);
+        by_rule.push(per_method.swap_remove(0));
+    }
+    let eos: Vec<u32> = ["step_1", "step_2"]
+        .iter()
+        .flat_map(|c| {
+            let m: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(series.join(c).join("manifest.json")).unwrap(),
+            )
+            .unwrap();
+            match &m["eos_token_id"] {
+                serde_json::Value::Array(a) => {
+                    a.iter().map(|v| v.as_u64().unwrap() as u32).collect()
+                }
+                serde_json::Value::Number(n) => vec![n.as_u64().unwrap() as u32],
+                _ => Vec::new(),
+            }
+        })
+        .collect();
+    let (quote, eos_rows, exact) = (&by_rule[0], &by_rule[1], &by_rule[2]);
+    let mut stopped_at_quote = 0;
+    for ((q, e), x) in quote.iter().zip(eos_rows).zip(exact) {
+        assert_eq!(x.generation_ids.len(), max, "{x:?}");
+        assert!(x.generation_ids.starts_with(&e.generation_ids));
+        assert!(e.generation_ids.starts_with(&q.generation_ids));
+        if e.generation_ids.len() < max {
+            assert!(eos.contains(e.generation_ids.last().unwrap()), "{e:?}");
+        }
+        if q.generation_ids.len() < e.generation_ids.len() {
+            stopped_at_quote += 1;
+            assert!(
+                q.generation.ends_with('"') || q.generation.contains('"'),
+                "{q:?}"
+            );
+        }
+    }
+    assert!(stopped_at_quote > 0, "some generation reached a quote");
 }

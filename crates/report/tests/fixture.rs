@@ -111,6 +111,7 @@ pub fn write_results(dir: &Path, concepts: &str) {
             prefix_len: 0,
             role,
             setting,
+            tokenizer: None,
             word: word.to_string(),
             word_end: 1,
             word_span: [start, start + word.len()],

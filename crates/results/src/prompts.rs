@@ -50,6 +50,11 @@ pub struct PromptRecord {
     pub setting: Option<Setting>,
     /// The prompt text.
     pub text: String,
+    /// The SHA-256 of the `tokenizer.json` that made `ids` (as the checkpoints' manifests
+    /// record it); a replay onto a series with another tokenizer is refused. Files without it
+    /// (older ones, other tools') replay with a warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<String>,
     /// The query word.
     pub word: String,
     /// The token index of the query word's last token.

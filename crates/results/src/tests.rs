@@ -398,6 +398,30 @@ fn prompt_records_keep_the_bytes_earlier_versions_wrote() {
     assert_eq!(prompts_text(&[record]), source + "\n");
 }
 
+/// The tokenizer's hash is written where it is known and keeps its alphabetical place; a
+/// file without it (older, or another tool's) still reads.
+#[test]
+fn prompt_records_carry_the_tokenizer_hash() {
+    let line = json!({
+        "item": "fr-de/book>tree", "role": "source", "setting": "self", "kind": "cut",
+        "concept": "book", "in_lang": "de", "out_lang": "de", "word": "Buch", "answer": "Buch",
+        "demos": [], "text": "Buch", "word_span": [0, 4], "ids": [1], "word_end": 0,
+        "merged": false, "prefix": 0, "prefix_len": 0, "tokenizer": "ab12",
+    })
+    .to_string();
+    let record: PromptRecord = serde_json::from_str(&line).unwrap();
+    assert_eq!(record.tokenizer.as_deref(), Some("ab12"));
+    assert_eq!(
+        prompts_text(std::slice::from_ref(&record)),
+        line.clone() + "\n"
+    );
+    let without = PromptRecord {
+        tokenizer: None,
+        ..record
+    };
+    assert!(!prompts_text(&[without]).contains("tokenizer"));
+}
+
 #[test]
 fn a_source_prompt_names_its_setting() {
     let dir = tempfile::tempdir().unwrap();

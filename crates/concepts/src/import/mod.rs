@@ -6,11 +6,16 @@
 //! - [`dumas`]: Dumas et al.'s BabelNet lists, `data/<lang>/word_translation.csv`, whose cells
 //!   are Python list literals.
 //! - [`wendler`]: Wendler et al.'s `data/langs/<lang>/clean.csv`.
+//! - [`clap`]: the processed Multi-SimLex CSV the seed paper's code reads (`word_original`,
+//!   a Python-list column per language, `ID`, `PoS`).
+//!
+//! [`Format::read`] imports any of them from a file or a folder.
 //!
 //! The prior formats carry no polysemy or homograph marks, so imported tables have none.
 //! Concepts are named by the source's English key; a concept's English forms always start with
 //! that key. Bad input is an [`Error`] naming file and line, never a panic.
 
+pub mod clap;
 pub mod dumas;
 pub mod multisimlex;
 mod pylist;
@@ -21,6 +26,67 @@ use std::path::{Path, PathBuf};
 
 use crate::table::Origins;
 use crate::{Concept, ConceptTable, Error, Lang, Location};
+
+/// The formats an importer reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Format {
+    /// [`multisimlex`]: `translation.csv` or per-language files, or a folder of them.
+    MultiSimLex,
+    /// [`dumas`]: one `word_translation.csv`, or the `data/` folder of `<lang>/` folders.
+    Dumas,
+    /// [`wendler`]: one `clean.csv`, or the `data/langs/` folder of `<lang>/` folders.
+    Wendler,
+    /// [`clap`]: the processed Multi-SimLex CSV.
+    Clap,
+}
+
+impl Format {
+    /// Every format.
+    pub const ALL: [Format; 4] = [
+        Format::MultiSimLex,
+        Format::Dumas,
+        Format::Wendler,
+        Format::Clap,
+    ];
+
+    /// The format's name on the command line and in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::MultiSimLex => "multisimlex",
+            Format::Dumas => "dumas",
+            Format::Wendler => "wendler",
+            Format::Clap => "clap",
+        }
+    }
+
+    /// The format named `name` (as [`Format::name`] writes it, case ignored).
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Imports `path`: a file, or for the formats of several files, a folder of them.
+    pub fn read(self, path: &Path) -> Result<ConceptTable, Error> {
+        let dir = path.is_dir();
+        match self {
+            Format::MultiSimLex if dir => multisimlex::read_dir(path),
+            Format::MultiSimLex => multisimlex::read_files(&[path.to_owned()]),
+            Format::Dumas if dir => dumas::read_dir(path),
+            Format::Dumas => dumas::read_file(path),
+            Format::Wendler if dir => wendler::read_dir(path),
+            Format::Wendler => wendler::read_files(&[path.to_owned()]),
+            Format::Clap => clap::read_file(path),
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Gathers concepts in first-seen order, with their forms deduplicated in first-seen order.
 #[derive(Debug, Default)]

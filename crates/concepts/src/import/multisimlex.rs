@@ -43,7 +43,7 @@ use crate::{ConceptTable, Error, Lang, Location};
 pub const TRANSLATION_FILE: &str = "translation.csv";
 
 /// The part-of-speech values read as "noun".
-const NOUN_TAGS: [&str; 4] = ["n", "nn", "noun", "nouns"];
+pub(super) const NOUN_TAGS: [&str; 4] = ["n", "nn", "noun", "nouns"];
 
 /// One word pair, merged across files.
 #[derive(Debug)]

@@ -2,6 +2,7 @@
 //! together, and the tokens that end an answer.
 
 use super::spec::{Dims, Generation, Patched, dims};
+use crate::config::Stop;
 use crate::model::{LayerKv, Model, argmax};
 use crate::pairs::vocab_pieces;
 use crate::{Error, ShapeError};
@@ -9,15 +10,24 @@ use crate::{Error, ShapeError};
 /// The tokens that end an answer: every token whose text contains `"` (the closing quote,
 /// alone or merged with what follows) and the model's end-of-sequence tokens. Indexed by id.
 pub fn answer_stops(model: &Model) -> Result<Vec<bool>, Error> {
-    Ok(stops_from(&vocab_pieces(model.tokenizer()?)?, model))
+    Ok(stops_from(
+        &vocab_pieces(model.tokenizer()?)?,
+        model,
+        Stop::Quote,
+    ))
 }
 
-/// [`answer_stops`] from the tokenizer's [`vocab_pieces`], decoded once for a whole series.
-pub(crate) fn stops_from(pieces: &[String], model: &Model) -> Vec<bool> {
+/// The tokens that end a generation under `rule`, from the tokenizer's [`vocab_pieces`]
+/// (decoded once for a whole series): [`answer_stops`] for [`Stop::Quote`], the
+/// end-of-sequence tokens for [`Stop::Eos`], none for [`Stop::MaxNewTokens`]. Indexed by id.
+pub(crate) fn stops_from(pieces: &[String], model: &Model, rule: Stop) -> Vec<bool> {
     let vocab = model.info().vocab as usize;
     let mut stops: Vec<bool> = (0..vocab)
-        .map(|id| pieces.get(id).is_some_and(|p| p.contains('"')))
+        .map(|id| rule == Stop::Quote && pieces.get(id).is_some_and(|p| p.contains('"')))
         .collect();
+    if rule == Stop::MaxNewTokens {
+        return stops;
+    }
     for &eos in model.manifest().eos_token_id.iter().flatten() {
         if let Some(s) = usize::try_from(eos).ok().and_then(|i| stops.get_mut(i)) {
             *s = true;

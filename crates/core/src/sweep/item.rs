@@ -25,6 +25,9 @@ pub(crate) struct Item {
     pub(crate) pair: ConceptPair,
     pub(crate) target: Planned,
     pub(crate) sources: BTreeMap<Setting, Vec<Planned>>,
+    /// A replayed target's own token sets by probability column (its record's
+    /// `metric_ids`), used instead of the concept table's; none for a planned target.
+    pub(crate) metric_ids: Option<BTreeMap<String, Vec<u32>>>,
 }
 
 impl Item {
@@ -93,6 +96,7 @@ impl Planned {
             role,
             setting,
             text: p.text.clone(),
+            tokenizer: None,
             word: p.word.clone(),
             word_end: t.word_end.token,
             word_span: [p.word_span.start, p.word_span.end],

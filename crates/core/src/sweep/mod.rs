@@ -71,7 +71,8 @@ pub struct Outcome {
     pub resumed: usize,
     /// Units in this shard.
     pub total: usize,
-    /// What the user should know about the results (a limit not checked, or relaxed).
+    /// What the user should be told (a replayed prompt set without tokenizer hashes, a
+    /// limit not checked, or relaxed).
     pub warnings: Vec<String>,
 }
 
@@ -147,11 +148,20 @@ pub fn run(
         &[&as_written.to_toml()],
     )?;
     run_file(&stored, &plan, shard).write_or_check(out, &[run_file(&as_written, &plan, shard)])?;
+    let records = prompt_records(&plan);
+    // Results directories written before prompts recorded their tokenizer still resume.
+    let legacy: Vec<PromptRecord> = records
+        .iter()
+        .map(|r| PromptRecord {
+            tokenizer: None,
+            ..r.clone()
+        })
+        .collect();
     store_or_check(
         out,
         PROMPTS_FILE,
-        &prompts_text(&prompt_records(&plan)),
-        &[],
+        &prompts_text(&records),
+        &[&prompts_text(&legacy)],
     )?;
     let total = units.len();
     let resumed = units.iter().filter(|u| writer.is_done(&u.key)).count();
@@ -177,7 +187,7 @@ pub fn run(
             }
         };
         let mut prefixes = PrefixCache::new();
-        let stops = stops_from(&plan.pieces, &model);
+        let stops = stops_from(&plan.pieces, &model, config.stop);
         let per_batch = units_per_batch(config, &model, &plan, &todo);
         let ctx = Units {
             config,
@@ -227,6 +237,7 @@ pub fn run(
         warnings: plan.warnings.clone(),
     })
 }
+
 /// `run.json` of a sweep, or of its shard `shard`.
 fn run_file(config: &SweepConfig, plan: &Plan, shard: Shard) -> RunFile {
     RunFile {
@@ -247,7 +258,20 @@ fn run_file(config: &SweepConfig, plan: &Plan, shard: Shard) -> RunFile {
             .collect(),
         study: Some(Study {
             concepts: config.concepts.clone(),
-            pairs: config.pairs.clone(),
+            pairs: match config.prompts {
+                // The pairs the prompt set holds, in its order (the config's are not used).
+                Some(_) => {
+                    let mut pairs: Vec<[String; 2]> = Vec::new();
+                    for item in &plan.items {
+                        let pair = [item.in_lang.to_string(), item.out_lang.to_string()];
+                        if !pairs.contains(&pair) {
+                            pairs.push(pair);
+                        }
+                    }
+                    pairs
+                }
+                None => config.pairs.clone(),
+            },
         }),
     }
 }
@@ -259,6 +283,7 @@ fn prompt_records(plan: &Plan) -> Vec<PromptRecord> {
     for item in &plan.items {
         let key = item.key();
         let mut target = item.target.record(&key, Role::Target, None);
+        target.tokenizer = Some(plan.tokenizer.clone());
         target.metric_ids = Some(
             metric_sets(&plan.study, &plan.tokens, item)
                 .into_iter()
@@ -268,7 +293,9 @@ fn prompt_records(plan: &Plan) -> Vec<PromptRecord> {
         records.push(target);
         for (setting, list) in &item.sources {
             for p in list {
-                records.push(p.record(&key, Role::Source, Some(*setting)));
+                let mut record = p.record(&key, Role::Source, Some(*setting));
+                record.tokenizer = Some(plan.tokenizer.clone());
+                records.push(record);
             }
         }
     }

@@ -41,9 +41,28 @@ fn source_specs(
     }
 }
 
-/// The token sets behind a target's probability columns, by column name: what a row's
-/// `p_*` values sum over (written into `prompts.jsonl` so another tool can compute the same).
+/// The token sets behind a target's probability columns, by column name, in the order of
+/// [`replay::METRIC_COLUMNS`]: what a row's `p_*` values sum over (written into
+/// `prompts.jsonl` so another tool can compute the same). A replayed target's own
+/// `metric_ids` replace the concept table's sets for the columns they name.
 pub(super) fn metric_sets(
+    plan_study: &[Lang],
+    tokens: &ConceptTokens,
+    item: &Item,
+) -> Vec<(&'static str, Vec<u32>)> {
+    let mut sets = table_metric_sets(plan_study, tokens, item);
+    if let Some(own) = &item.metric_ids {
+        for (name, ids) in &mut sets {
+            if let Some(given) = own.get(*name) {
+                ids.clone_from(given);
+            }
+        }
+    }
+    sets
+}
+
+/// [`metric_sets`] from the concept table alone.
+fn table_metric_sets(
     plan_study: &[Lang],
     tokens: &ConceptTokens,
     item: &Item,
@@ -86,7 +105,11 @@ pub(super) struct Plan {
     pub(super) pieces: Vec<String>,
     /// The target prompts with their sources.
     pub(super) items: Vec<Item>,
-    /// What the user should know before the results are read (checked limits relaxed).
+    /// The SHA-256 of the series' `tokenizer.json`, recorded in `prompts.jsonl`.
+    pub(super) tokenizer: String,
+    /// What the user should know before the sweep runs or the results are read (a
+    /// replayed prompt set that does not say which tokenizer made it, checked limits
+    /// relaxed).
     pub(super) warnings: Vec<String>,
 }
 
@@ -208,7 +231,12 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
     })?;
     let study = config.study_languages()?;
     let seen = config.seen_languages()?;
-    let mut table = ConceptTable::load(base.join(&config.concepts))?.subset(&study)?;
+    let concepts = base.join(&config.concepts);
+    let table = match config.concepts_from {
+        None => ConceptTable::load(&concepts)?,
+        Some(format) => format.format().read(&concepts)?,
+    };
+    let mut table = table.subset(&study)?;
     if let Some(ids) = config.concept_ids(base)? {
         table = table.only(&ids).map_err(|e| ConfigError::ConceptListIds {
             path: base.join(config.concept_list.as_deref().unwrap_or("")),
@@ -228,8 +256,16 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
         let tokens = prompt.tokenize(&tokenizer)?;
         Ok(Planned { prompt, tokens })
     };
+    let tokenizer_hash = tok_hash(first).unwrap_or_default();
     if let Some(file) = &config.prompts {
-        let items = replay::read_items(&base.join(file), &config.settings)?;
+        let path = base.join(file);
+        let replay::Replayed { items, tokenizers } = replay::read_items(&path, &config.settings)?;
+        let mut warnings: Vec<String> =
+            replay::check_tokenizer(&path, &tokenizers, &tokenizer_hash, first_dir)?
+                .into_iter()
+                .collect();
+        let vocab = models.iter().map(|(_, m)| m.vocab_size).min().unwrap_or(0);
+        replay::check_metric_ids(&path, &items, vocab)?;
         for item in &items {
             for lang in [item.in_lang, item.out_lang] {
                 if !study.contains(&lang) {
@@ -250,7 +286,7 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
                 }
             }
         }
-        let warnings = check_context(config, &models, &items)?;
+        warnings.extend(check_context(config, &models, &items)?);
         return Ok(Plan {
             models,
             study,
@@ -258,6 +294,7 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
             tokens,
             pieces,
             items,
+            tokenizer: tokenizer_hash,
             warnings,
         });
     }
@@ -368,6 +405,7 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
                 pair,
                 target,
                 sources,
+                metric_ids: None,
             });
         }
     }
@@ -379,6 +417,7 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
         tokens,
         pieces,
         items,
+        tokenizer: tokenizer_hash,
         warnings,
     })
 }

@@ -139,8 +139,9 @@ impl Units<'_> {
                     p_tgt_other: p[5][j],
                     p_src_out_aug: p[6][j],
                     p_tgt_out_aug: p[7][j],
-                    rank_src_out: best_rank(probs, plan.tokens.get(src, out_l)),
-                    rank_tgt_out: best_rank(probs, plan.tokens.get(tgt, out_l)),
+                    // The ranks of `p_src_out`'s and `p_tgt_out`'s token sets.
+                    rank_src_out: best_rank(probs, &sets[0].1),
+                    rank_tgt_out: best_rank(probs, &sets[1].1),
                     gen_src: forms(src).iter().any(|f| f == answer),
                     gen_tgt: forms(tgt).iter().any(|f| f == answer),
                     generation: text,
