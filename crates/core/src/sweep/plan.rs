@@ -99,6 +99,18 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
         let manifest = xlpatch_model::Manifest::read(&dir)?;
         models.push((dir, manifest));
     }
+    // A start layer outside a checkpoint is refused before anything runs.
+    for (dir, m) in &models {
+        config.layers(m.num_layers).map_err(|e| match e {
+            Error::Config(ConfigError::StartLayers { value, problem }) => {
+                Error::Config(ConfigError::StartLayers {
+                    value,
+                    problem: format!("{problem}: {}", dir.display()),
+                })
+            }
+            e => e,
+        })?;
+    }
     let tok_hash =
         |m: &xlpatch_model::Manifest| m.tokenizer.as_ref().and_then(|t| m.files.get(t).cloned());
     let (first_dir, first) = &models[0];

@@ -69,7 +69,9 @@ impl Units<'_> {
         let (in_l, out_l) = (item.in_lang, item.out_lang);
         let sets = metric_sets(&plan.study, &plan.tokens, item);
         let forms = |c: &str| plan.table.forms(c, out_l).unwrap_or(&[]);
-        let unit_rows = per_setting.len() * n_layers;
+        // Rows only for the selected start layers (`start_layers`).
+        let layers = self.config.layers(n_layers)?;
+        let unit_rows = per_setting.len() * layers.len();
         let mut rows = Vec::with_capacity(unit_rows);
         for SettingResults {
             setting,
@@ -88,7 +90,7 @@ impl Units<'_> {
                 per_lang_cols.push((format!("p_src_{l}"), m(plan.tokens.get(src, l))?));
                 per_lang_cols.push((format!("p_tgt_{l}"), m(plan.tokens.get(tgt, l))?));
             }
-            for j in 0..n_layers {
+            for &j in &layers {
                 let probs = r.probs_at(j);
                 let ids = &r.generations[j];
                 let text = model.decode(ids)?;
