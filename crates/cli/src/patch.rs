@@ -203,7 +203,10 @@ pub(crate) fn patch(args: PatchArgs, plugin_dirs: &[PathBuf]) -> Result<()> {
                 }
                 _ => {
                     let ids = model.encode(&s)?;
-                    let last = ids.len().checked_sub(1).context("a source prompt is empty")?;
+                    let last = ids
+                        .len()
+                        .checked_sub(1)
+                        .context("a source prompt is empty")?;
                     (ids, last)
                 }
             };
@@ -346,7 +349,12 @@ pub(crate) fn patch(args: PatchArgs, plugin_dirs: &[PathBuf]) -> Result<()> {
     };
     println!("{:>4}  {:<28}  {label}", "", "unpatched");
     for k in 0..args.top_k.min(before.top.len().max(after.top.len())) {
-        println!("{:>3}.  {:<28}  {}", k + 1, cell(&before, k), cell(&after, k));
+        println!(
+            "{:>3}.  {:<28}  {}",
+            k + 1,
+            cell(&before, k),
+            cell(&after, k)
+        );
     }
     for ((forms, b), a) in args.watch.iter().zip(&before.watched).zip(&after.watched) {
         println!("P({forms}): {b:.4} -> {a:.4}");

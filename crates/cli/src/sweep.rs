@@ -99,7 +99,10 @@ pub(crate) fn sweep(args: SweepArgs, plugin_dirs: &[PathBuf]) -> Result<()> {
         print!("{}", config.annotated_toml());
         return Ok(());
     }
-    let out = args.out.clone().expect("clap requires --out without --print-config");
+    let out = args
+        .out
+        .clone()
+        .expect("clap requires --out without --print-config");
     if crate::series::wants_hub(&mut config, &args.hub)? {
         if args.shard.is_some() {
             anyhow::bail!("--shard is not available for hub series; sweep spec subsets instead");

@@ -111,7 +111,12 @@ fn the_readme_first_steps_work_with_an_installed_binary() {
 
     let listed = n.ok(line_starting(&lines, "xlpatch plugins list"));
     assert_eq!(listed.lines().count(), 9, "{listed}");
-    for name in ["backend-ort", "backend-candle", "extract-mean", "patch-replace"] {
+    for name in [
+        "backend-ort",
+        "backend-candle",
+        "extract-mean",
+        "patch-replace",
+    ] {
         assert!(listed.contains(name), "{listed}");
     }
 
@@ -123,13 +128,23 @@ fn the_readme_first_steps_work_with_an_installed_binary() {
     assert!(readme.contains("`\"Fisch\"` at 0.9585"));
     let patched = n.ok(line_starting(&lines, "xlpatch patch "));
     let row = patched.lines().nth(2).unwrap();
-    assert!(row.contains("0.9585  \"Fisch\"") && row.contains("0.9897  \"Brot\""), "{patched}");
+    assert!(
+        row.contains("0.9585  \"Fisch\"") && row.contains("0.9897  \"Brot\""),
+        "{patched}"
+    );
     assert!(patched.contains("P(Fisch): 0.9585 -> 0.0000"), "{patched}");
-    assert!(patched.contains("generation: \"Fisch\\\"\" -> \"Brot\\\"\""), "{patched}");
+    assert!(
+        patched.contains("generation: \"Fisch\\\"\" -> \"Brot\\\"\""),
+        "{patched}"
+    );
     assert!(readme.contains("(`\"Brot\"` at 0.9897"));
 
     n.ok(report);
-    assert!(n.work.join("target/sweep/default-report/index.html").is_file());
+    assert!(
+        n.work
+            .join("target/sweep/default-report/index.html")
+            .is_file()
+    );
 
     // The printed config is the default study.
     let print = line_starting(&lines, "xlpatch sweep --print-config");
@@ -141,8 +156,14 @@ fn the_readme_first_steps_work_with_an_installed_binary() {
     );
 
     // The example study runs, and its summary says how to see its report.
-    let study = n.ok(line_starting(&lines, "xlpatch sweep --config examples/study.toml"));
-    assert!(study.starts_with("70 units run, 0 resumed, 70 in shard 0/1"), "{study}");
+    let study = n.ok(line_starting(
+        &lines,
+        "xlpatch sweep --config examples/study.toml",
+    ));
+    assert!(
+        study.starts_with("70 units run, 0 resumed, 70 in shard 0/1"),
+        "{study}"
+    );
     assert_eq!(
         study.lines().last().unwrap(),
         "see the report: xlpatch report study --out study-report"
@@ -176,16 +197,33 @@ fn the_example_study_is_a_valid_study_of_the_fixture_series() {
     // are all there.
     let out = tempfile::tempdir().unwrap();
     let run = Command::new(env!("CARGO_BIN_EXE_xlpatch"))
-        .args(["sweep", "--config", path.to_str().unwrap(), "--shard", "0/70", "--out"])
+        .args([
+            "sweep",
+            "--config",
+            path.to_str().unwrap(),
+            "--shard",
+            "0/70",
+            "--out",
+        ])
         .arg(out.path())
         .env_remove("XLPATCH_PLUGIN_PATH")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{stdout}{}", String::from_utf8_lossy(&run.stderr));
-    assert!(stdout.starts_with("1 units run, 0 resumed, 1 in shard 0/70"), "{stdout}");
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.starts_with("1 units run, 0 resumed, 1 in shard 0/70"),
+        "{stdout}"
+    );
     // A shard's summary points to merging, not to a partial report.
-    assert!(stdout.trim_end().ends_with("report the merged one"), "{stdout}");
+    assert!(
+        stdout.trim_end().ends_with("report the merged one"),
+        "{stdout}"
+    );
 }
 
 fn stdout_of(args: &[&str]) -> String {

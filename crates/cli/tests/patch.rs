@@ -33,10 +33,9 @@ fn lines(path: &Path) -> Vec<Value> {
 
 /// The forms of `concept` in `lang` in the fixture concept table, comma-separated.
 fn forms(concept: &str, lang: &str) -> String {
-    let text = std::fs::read_to_string(
-        xlpatch_testkit::repo_root().join("fixtures/concepts/nouns.tsv"),
-    )
-    .unwrap();
+    let text =
+        std::fs::read_to_string(xlpatch_testkit::repo_root().join("fixtures/concepts/nouns.tsv"))
+            .unwrap();
     let mut rows = text.lines().map(|l| l.split('\t').collect::<Vec<_>>());
     let header = rows.next().unwrap();
     let col = header.iter().position(|h| *h == lang).unwrap();
@@ -62,7 +61,9 @@ fn a_patched_prediction_equals_the_sweeps_row() {
              settings = [\"self\", \"unpatched\"]\nconcept_pairs = 2\nthreads = 1\n",
             model.display().to_string(),
             root.join("fixtures/concepts").display().to_string(),
-            root.join("fixtures/series/concepts.txt").display().to_string(),
+            root.join("fixtures/series/concepts.txt")
+                .display()
+                .to_string(),
         ),
     )
     .unwrap();
@@ -84,14 +85,20 @@ fn a_patched_prediction_equals_the_sweeps_row() {
     let row = |setting: &str, layer: u64| {
         rows.iter()
             .find(|r| {
-                r["unit"].as_str().unwrap().ends_with(target["item"].as_str().unwrap())
+                r["unit"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(target["item"].as_str().unwrap())
                     && r["setting"] == setting
                     && r["start_layer"] == layer
             })
             .unwrap()
     };
     let first = row("self", 0);
-    let (src, tgt) = (first["source"].as_str().unwrap(), first["target"].as_str().unwrap());
+    let (src, tgt) = (
+        first["source"].as_str().unwrap(),
+        first["target"].as_str().unwrap(),
+    );
     let (src_forms, tgt_forms) = (forms(src, "de"), forms(tgt, "de"));
     for layer in 0..4u64 {
         let got = xlpatch(&[
@@ -120,12 +127,28 @@ fn a_patched_prediction_equals_the_sweeps_row() {
         assert_eq!(got["watch"][0]["ids"], target["metric_ids"]["p_src_out"]);
         assert_eq!(got["watch"][1]["ids"], target["metric_ids"]["p_tgt_out"]);
         let (patched, unpatched) = (row("self", layer), row("unpatched", layer));
-        close(&got["patched"]["watch"][0], &patched["p_src_out"], "p_src_out");
-        close(&got["patched"]["watch"][1], &patched["p_tgt_out"], "p_tgt_out");
+        close(
+            &got["patched"]["watch"][0],
+            &patched["p_src_out"],
+            "p_src_out",
+        );
+        close(
+            &got["patched"]["watch"][1],
+            &patched["p_tgt_out"],
+            "p_tgt_out",
+        );
         assert_eq!(got["patched"]["generation"], patched["generation"]);
         assert_eq!(got["patched"]["generated_ids"], patched["generation_ids"]);
-        close(&got["unpatched"]["watch"][0], &unpatched["p_src_out"], "unpatched p_src_out");
-        close(&got["unpatched"]["watch"][1], &unpatched["p_tgt_out"], "unpatched p_tgt_out");
+        close(
+            &got["unpatched"]["watch"][0],
+            &unpatched["p_src_out"],
+            "unpatched p_src_out",
+        );
+        close(
+            &got["unpatched"]["watch"][1],
+            &unpatched["p_tgt_out"],
+            "unpatched p_tgt_out",
+        );
         assert_eq!(got["unpatched"]["generation"], unpatched["generation"]);
     }
 }
@@ -162,17 +185,42 @@ fn replacing_what_the_next_token_is_read_from_gives_the_sources_prediction() {
     assert_eq!(top(&got["unpatched"]), "Fisch");
     assert_eq!(top(&got["patched"]), "Brot");
     for k in 0..10 {
-        assert_eq!(got["patched"]["top"][k]["id"], own["top"][k]["id"], "rank {k}");
-        close(&got["patched"]["top"][k]["prob"], &own["top"][k]["prob"], "prob");
+        assert_eq!(
+            got["patched"]["top"][k]["id"], own["top"][k]["id"],
+            "rank {k}"
+        );
+        close(
+            &got["patched"]["top"][k]["prob"],
+            &own["top"][k]["prob"],
+            "prob",
+        );
     }
     assert!(got["patched"]["watch"][0].as_f64().unwrap() > 0.9, "{got}");
     assert!(got["patched"]["watch"][1].as_f64().unwrap() < 0.01, "{got}");
-    assert!(got["patched"]["generation"].as_str().unwrap().starts_with("Brot"));
-    assert!(got["unpatched"]["generation"].as_str().unwrap().starts_with("Fisch"));
+    assert!(
+        got["patched"]["generation"]
+            .as_str()
+            .unwrap()
+            .starts_with("Brot")
+    );
+    assert!(
+        got["unpatched"]["generation"]
+            .as_str()
+            .unwrap()
+            .starts_with("Fisch")
+    );
 
     // The identity (tgt_tgt) changes nothing; a start layer outside the model is refused.
     let same = xlpatch(&[
-        "patch", "--model", model, "--prompt", target, "--identity", "--layer", "1", "--json",
+        "patch",
+        "--model",
+        model,
+        "--prompt",
+        target,
+        "--identity",
+        "--layer",
+        "1",
+        "--json",
     ]);
     for k in 0..10 {
         let (a, b) = (&same["patched"]["top"][k], &same["unpatched"]["top"][k]);
@@ -180,7 +228,16 @@ fn replacing_what_the_next_token_is_read_from_gives_the_sources_prediction() {
         close(&a["prob"], &b["prob"], "identity");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_xlpatch"))
-        .args(["patch", "--model", model, "--prompt", target, "--identity", "--layer", "4"])
+        .args([
+            "patch",
+            "--model",
+            model,
+            "--prompt",
+            target,
+            "--identity",
+            "--layer",
+            "4",
+        ])
         .env_remove("XLPATCH_PLUGIN_PATH")
         .output()
         .unwrap();

@@ -373,7 +373,9 @@ impl Default for SweepConfig {
 /// A TOML value on one line (toml writes a string with a newline as a multi-line string).
 fn inline(v: &toml::Value) -> String {
     match v {
-        toml::Value::String(s) if s.contains('"') && !s.chars().any(|c| c == '\'' || c.is_control()) => {
+        toml::Value::String(s)
+            if s.contains('"') && !s.chars().any(|c| c == '\'' || c.is_control()) =>
+        {
             format!("'{s}'")
         }
         toml::Value::String(s) => {
@@ -1095,7 +1097,10 @@ mod tests {
         )
         .unwrap();
         let text = full.annotated_toml();
-        assert!(text.contains("\nseen = [\"en\", \"de\", \"fr\"]\n"), "{text}");
+        assert!(
+            text.contains("\nseen = [\"en\", \"de\", \"fr\"]\n"),
+            "{text}"
+        );
         assert_eq!(SweepConfig::from_toml(&text).unwrap(), full, "{text}");
     }
 
@@ -1115,7 +1120,10 @@ mod tests {
         // Wrong before any model is read.
         for bad in [r#""3..1""#, r#""a..b""#, r#""2""#, "[]"] {
             let e = layers(&format!("start_layers = {bad}"), 4).unwrap_err();
-            assert!(e.contains("start_layers") && e.contains("\"2..8\""), "{bad}: {e}");
+            assert!(
+                e.contains("start_layers") && e.contains("\"2..8\""),
+                "{bad}: {e}"
+            );
         }
         // Outside the model: named with the model's layer count.
         for bad in ["[0, 4]", r#""2..6""#, r#""4..""#] {

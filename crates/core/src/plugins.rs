@@ -60,7 +60,10 @@ mod tests {
         let n = dirs.len();
         assert_eq!(
             dirs[n - 2..],
-            [PathBuf::from("bin/plugins"), BUILD_PLUGIN_DIR.unwrap().into()]
+            [
+                PathBuf::from("bin/plugins"),
+                BUILD_PLUGIN_DIR.unwrap().into()
+            ]
         );
         assert_eq!(dirs.iter().filter(|d| **d == a).count(), 1);
     }

@@ -339,7 +339,11 @@ fn start_layers_and_plugin_params() {
         .filter(|r| (1..3).contains(&r.start_layer))
         .cloned()
         .collect();
-    assert_eq!(some.len(), 2 * 2 * 2 * 2, "2 checkpoints, targets, settings, layers");
+    assert_eq!(
+        some.len(),
+        2 * 2 * 2 * 2,
+        "2 checkpoints, targets, settings, layers"
+    );
     assert!(some.iter().all(|r| r.unit_rows == 4));
     let strip = |rows: &[Row]| -> Vec<Row> {
         rows.iter()
@@ -350,6 +354,13 @@ fn start_layers_and_plugin_params() {
             .collect()
     };
     assert_same_rows(&strip(&some), &strip(&want));
+    // Without start layer 0, the summary says so instead of printing NaN.
+    let table = format_summary(&summarize(&some));
+    for line in table.lines().skip(1) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[5], "-", "{table}");
+        assert!(["1", "2"].contains(&cols[4]), "{table}");
+    }
     // A layer the 3-layer checkpoint lacks is refused before anything runs, naming it.
     let over = SweepConfig::from_toml(&text.replace("\"1..3\"", "[1, 4]")).unwrap();
     let err = sweep(&over, "over").unwrap_err().to_string();
@@ -368,17 +379,19 @@ fn start_layers_and_plugin_params() {
     let zero = sweep(&with("[plugins.patch_params]\nalpha = 0"), "zero").unwrap();
     let one = sweep(&with("[plugins.patch_params]\nalpha = 1.0"), "one").unwrap();
     let differs = |rows: &[Row]| {
-        rows.iter().filter(|r| r.setting == Setting::SelfCopy).any(|r| {
-            let u = rows
-                .iter()
-                .find(|o| {
-                    o.unit == r.unit
-                        && o.start_layer == r.start_layer
-                        && o.setting == Setting::Unpatched
-                })
-                .unwrap();
-            (r.p_tgt_out - u.p_tgt_out).abs() > 1e-4
-        })
+        rows.iter()
+            .filter(|r| r.setting == Setting::SelfCopy)
+            .any(|r| {
+                let u = rows
+                    .iter()
+                    .find(|o| {
+                        o.unit == r.unit
+                            && o.start_layer == r.start_layer
+                            && o.setting == Setting::Unpatched
+                    })
+                    .unwrap();
+                (r.p_tgt_out - u.p_tgt_out).abs() > 1e-4
+            })
     };
     assert!(!differs(&zero));
     assert!(differs(&one));
@@ -387,6 +400,9 @@ fn start_layers_and_plugin_params() {
     for table in ["extractor_params", "metric_params"] {
         let c = with(&format!("[plugins.{table}]\nwindow = 3"));
         let err = sweep(&c, table).unwrap_err().to_string();
-        assert!(err.contains("unknown parameter \"window\""), "{table}: {err}");
+        assert!(
+            err.contains("unknown parameter \"window\""),
+            "{table}: {err}"
+        );
     }
 }
