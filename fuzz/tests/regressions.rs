@@ -101,7 +101,7 @@ fn a_start_layer_past_the_units_rows_is_an_error_naming_results_jsonl() {
         .to_string();
     assert!(err.contains("results.jsonl"), "{err}");
     assert!(
-        err.contains("start_layer 18446744073709551615 is not below its unit_rows 12"),
+        err.contains("start_layer 18446744073709551615 is not a layer of a model"),
         "{err}"
     );
 }

@@ -16,6 +16,11 @@ pub(crate) fn sweep() -> Result<()> {
     run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
     let xlpatch = target_dir()?.join("release/xlpatch");
     let out = target_dir()?.join("sweep/default");
+    // Relative to the root when inside it, so the summary's report command reads as the
+    // README's (`xlpatch report target/sweep/default ...`).
+    let out = out
+        .strip_prefix(root())
+        .map_or(out.clone(), |p| p.to_path_buf());
     run(std::process::Command::new(&xlpatch)
         .current_dir(root())
         .env("ORT_DYLIB_PATH", &ort)

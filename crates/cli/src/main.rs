@@ -17,6 +17,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod concepts;
 mod export;
 mod hints;
+mod patch;
 mod plugins;
 mod predict;
 mod report;
@@ -47,7 +48,10 @@ enum Command {
     Inspect(export::InspectArgs),
     /// Top-k next tokens of a prompt with their probabilities, then the greedy continuation.
     Predict(predict::PredictArgs),
-    /// Run a patching sweep over a checkpoint series (resumable; --shard k/n splits it).
+    /// One patched run of a prompt beside the unpatched one: top-k and generations.
+    Patch(patch::PatchArgs),
+    /// Run a patching sweep over a checkpoint series (resumable; --shard k/n, 0-based,
+    /// splits it).
     Sweep(sweep::SweepArgs),
     /// Join the results of sweep shards.
     Merge(sweep::MergeArgs),
@@ -87,6 +91,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => export::export(args),
         Command::Inspect(args) => export::inspect(args),
         Command::Predict(args) => predict::predict(args, &cli.plugin_dir),
+        Command::Patch(args) => patch::patch(args, &cli.plugin_dir),
         Command::Sweep(args) => sweep::sweep(args, &cli.plugin_dir),
         Command::Merge(args) => sweep::merge(args),
         Command::Report(args) => report::report(args),

@@ -17,9 +17,14 @@ pub(crate) struct SweepArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// The results directory (created; a rerun resumes it).
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
-    /// Run shard k of n (by checkpoint and target); `xlpatch merge` joins the shards.
+    #[arg(long, value_name = "DIR", required_unless_present = "print_config")]
+    out: Option<PathBuf>,
+    /// Print the config (the defaults, or --config's file with the defaults filled in) as
+    /// TOML with a comment per key, and exit: `xlpatch sweep --print-config > study.toml`.
+    #[arg(long)]
+    print_config: bool,
+    /// Run shard K of N, 0-based (K = 0, 1, …, N-1; by checkpoint and target); `xlpatch
+    /// merge` joins the shards.
     #[arg(long, value_name = "K/N")]
     shard: Option<Shard>,
     /// Intra-op threads of the backend (0: ONNX Runtime decides); overrides the config.
@@ -101,11 +106,19 @@ pub(crate) fn sweep(args: SweepArgs, plugin_dirs: &[PathBuf]) -> Result<()> {
             .with_context(|| format!("cannot resolve {}", file.display()))?;
         config.prompts = Some(file.display().to_string());
     }
+    if args.print_config {
+        print!("{}", config.annotated_toml());
+        return Ok(());
+    }
+    let out = args
+        .out
+        .clone()
+        .expect("clap requires --out without --print-config");
     if crate::series::wants_hub(&mut config, &args.hub)? {
         if args.shard.is_some() {
             anyhow::bail!("--shard is not available for hub series; sweep spec subsets instead");
         }
-        return crate::series::sweep(&config, &base, &args.out, &args.hub, plugin_dirs);
+        return crate::series::sweep(&config, &base, &out, &args.hub, plugin_dirs);
     }
     let (_, registry, refused) = xlpatch_core::plugins::discover(plugin_dirs);
     for e in &refused {
@@ -114,14 +127,12 @@ pub(crate) fn sweep(args: SweepArgs, plugin_dirs: &[PathBuf]) -> Result<()> {
     let shard = args.shard.unwrap_or_default();
     let start = Instant::now();
     let mut bar = Bar { start, first: None };
-    let outcome = sweep::run(&config, &registry, &base, &args.out, shard, &mut |p| {
-        bar.show(p)
-    });
+    let outcome = sweep::run(&config, &registry, &base, &out, shard, &mut |p| bar.show(p));
     // The bar's line ends before anything else is printed, an error above all.
     if bar.first.is_some() {
         eprintln!();
     }
-    let outcome = outcome.with_context(|| format!("sweep into {} failed", args.out.display()))?;
+    let outcome = outcome.with_context(|| format!("sweep into {} failed", out.display()))?;
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
     }
@@ -131,11 +142,45 @@ pub(crate) fn sweep(args: SweepArgs, plugin_dirs: &[PathBuf]) -> Result<()> {
         outcome.resumed,
         outcome.total,
         start.elapsed().as_secs_f64(),
-        args.out.display()
+        out.display()
     );
-    let rows = read_rows(&args.out)?;
+    let rows = read_rows(&out)?;
     print!("{}", sweep::format_summary(&sweep::summarize(&rows)));
+    if shard.count > 1 {
+        println!(
+            "shard {shard} of a sweep: once every shard has run, `xlpatch merge` their \
+             results directories and report the merged one"
+        );
+    } else {
+        println!("see the report: {}", report_command(&out));
+    }
     Ok(())
+}
+
+/// The command that reports the results in `out`, into `<out>-report` beside it.
+pub(crate) fn report_command(out: &Path) -> String {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "results".to_string());
+    let report = out.with_file_name(format!("{name}-report"));
+    format!(
+        "xlpatch report {} --out {}",
+        shell_word(&out.display().to_string()),
+        shell_word(&report.display().to_string())
+    )
+}
+
+/// `s` as one word for a POSIX shell.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 #[derive(Debug, Args)]

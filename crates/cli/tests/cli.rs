@@ -85,7 +85,9 @@ fn refused_libraries_are_reported_with_the_reason() {
 }
 
 /// Every subcommand `xlpatch` has; a new one is added here with its help test.
-const SUBCOMMANDS: &[&str] = &["export", "inspect", "predict", "sweep", "merge", "plugins"];
+const SUBCOMMANDS: &[&str] = &[
+    "export", "inspect", "predict", "patch", "sweep", "merge", "plugins",
+];
 
 #[test]
 fn help_documents_every_subcommand() {

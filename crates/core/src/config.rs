@@ -11,6 +11,7 @@
 //! languages = ["en", "de", "fr", "es", "it", "pt", "nl", "pl"]
 //! pairs = [["fr", "de"], ["de", "it"]]   # (input, output) of the target prompts
 //! settings = ["tgt", "seen", "en_en", "self", "tgt_tgt", "unpatched"]
+//! start_layers = "0..4"                  # or a list, [0, 2]; omitted: every layer
 //! concept_pairs = 10                     # per target pair
 //! demos = "per_pair"                     # or "per_prompt"
 //! # prompts = "earlier/prompts.jsonl"    # replay a prompt set instead of building one
@@ -26,6 +27,10 @@
 //! [plugins.backend_params]               # passed to the plugin as strings
 //! opt_level = "all"                      # numbers and booleans are accepted too
 //! ```
+//!
+//! `xlpatch sweep --print-config` prints every key with its default and what it means
+//! ([`SweepConfig::annotated_toml`], from [`KEY_DOCS`]); `examples/study.toml` is an annotated
+//! study of the fixture series.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -243,6 +248,87 @@ fn list_to_toml<S: serde::Serializer>(list: &Option<String>, s: S) -> Result<S::
 fn list_from_toml<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let s = String::deserialize(d)?;
     Ok((!s.is_empty()).then_some(s))
+
+/// Which start layers a sweep runs and reports (`start_layers` in a config): a list, or a
+/// range written as text, `"a..b"` (b excluded), `"a..=b"`, `"a.."` or `"..b"`. Unset: every
+/// layer of the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StartLayers {
+    /// These layers.
+    List(Vec<usize>),
+    /// A range of layers.
+    Range(String),
+}
+
+impl StartLayers {
+    fn error(&self, problem: impl Into<String>) -> ConfigError {
+        ConfigError::StartLayers {
+            value: match self {
+                StartLayers::List(l) => format!("{l:?}"),
+                StartLayers::Range(r) => format!("{r:?}"),
+            },
+            problem: problem.into(),
+        }
+    }
+
+    /// A range's first layer and its end (excluded; none: the model's last layer).
+    fn range(&self, text: &str) -> Result<(usize, Option<usize>), ConfigError> {
+        let bad = || self.error("not a range of layers");
+        let (a, b) = text.trim().split_once("..").ok_or_else(bad)?;
+        let number = |t: &str| t.trim().parse::<usize>().map_err(|_| bad());
+        let start = if a.trim().is_empty() { 0 } else { number(a)? };
+        let end = match b.trim() {
+            "" => None,
+            t => match t.strip_prefix('=') {
+                Some(last) => Some(number(last)? + 1),
+                None => Some(number(t)?),
+            },
+        };
+        if end.is_some_and(|e| e <= start) {
+            return Err(self.error("the range is empty"));
+        }
+        Ok((start, end))
+    }
+
+    /// Checks what can be checked without a model.
+    fn check(&self) -> Result<(), ConfigError> {
+        match self {
+            StartLayers::List(l) if l.is_empty() => Err(self.error("the list is empty")),
+            StartLayers::List(_) => Ok(()),
+            StartLayers::Range(r) => self.range(r).map(|_| ()),
+        }
+    }
+
+    /// The selected layers of a model with `n_layers` decoder blocks, ascending, each once.
+    pub fn resolve(&self, n_layers: usize) -> Result<Vec<usize>, ConfigError> {
+        self.check()?;
+        let outside = |l: usize| {
+            self.error(format!(
+                "layer {l} is not a start layer of a model with {n_layers} layers (0..{n_layers})"
+            ))
+        };
+        let mut layers = match self {
+            StartLayers::List(l) => l.clone(),
+            StartLayers::Range(r) => {
+                let (start, end) = self.range(r)?;
+                let end = end.unwrap_or(n_layers);
+                if end > n_layers {
+                    return Err(outside(end - 1));
+                }
+                if start >= end {
+                    return Err(outside(start));
+                }
+                (start..end).collect()
+            }
+        };
+        layers.sort_unstable();
+        layers.dedup();
+        match layers.iter().find(|&&l| l >= n_layers) {
+            Some(&l) => Err(outside(l)),
+            None => Ok(layers),
+        }
+    }
 }
 
 /// `target_batch` of the default config: one target at a time (see
@@ -278,6 +364,9 @@ pub struct SweepConfig {
     pub pairs: Vec<[String; 2]>,
     /// The settings run.
     pub settings: Vec<Setting>,
+    /// The start layers run and reported (none: every layer).
+    #[serde(default)]
+    pub start_layers: Option<StartLayers>,
     /// Concept pairs per target language pair.
     pub concept_pairs: usize,
     /// Demonstrations per prompt.
@@ -345,6 +434,7 @@ impl Default for SweepConfig {
             seen: None,
             pairs: vec![["fr".into(), "de".into()], ["de".into(), "it".into()]],
             settings: Setting::ALL.to_vec(),
+            start_layers: None,
             concept_pairs: 10,
             n_shots: DEFAULT_SHOTS,
             demos: Demos::default(),
@@ -364,6 +454,220 @@ impl Default for SweepConfig {
         }
     }
 }
+
+/// A TOML value on one line (toml writes a string with a newline as a multi-line string).
+fn inline(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s)
+            if s.contains('"') && !s.chars().any(|c| c == '\'' || c.is_control()) =>
+        {
+            format!("'{s}'")
+        }
+        toml::Value::String(s) => {
+            let mut out = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\t' => out.push_str("\\t"),
+                    '\r' => out.push_str("\\r"),
+                    c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        }
+        toml::Value::Array(a) => {
+            let items: Vec<String> = a.iter().map(inline).collect();
+            format!("[{}]", items.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A key of the config file and what it means (`xlpatch sweep --print-config`).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyDoc {
+    /// The key, with its table: `models`, `template.line`, `plugins.backend_params`.
+    pub key: &'static str,
+    /// What it means, one or more lines.
+    pub doc: &'static str,
+    /// A value shown, commented out, when the config has none; for a parameter table,
+    /// `[table]` then example lines.
+    pub example: &'static str,
+}
+
+/// Every key of [`SweepConfig`], in the order `--print-config` prints them (a test checks
+/// that no key is missing).
+pub const KEY_DOCS: &[KeyDoc] = &[
+    KeyDoc {
+        key: "models",
+        doc: "The checkpoint series: exported model directories (`xlpatch export`), a `*` in the\n\
+              last component matching several; hub series as `hf://ORG/NAME@REV...`. Ordered by\n\
+              the training step in each manifest, else the number after step/iter in the name.",
+        example: "[\"export/step_*\"]",
+    },
+    KeyDoc {
+        key: "concepts",
+        doc: "The concept table's directory (one TSV per language).",
+        example: "\"fixtures/concepts\"",
+    },
+    KeyDoc {
+        key: "concept_list",
+        doc: "A file of the concept ids to study, one per line; left out: every concept of the\n\
+              table (the default here is the fixture series' 80 trained concepts).",
+        example: "\"fixtures/series/concepts.txt\"",
+    },
+    KeyDoc {
+        key: "languages",
+        doc: "The study languages (ISO codes): concepts need a form in each, and P(C_S) is\n\
+              measured in each.",
+        example: "[\"en\", \"de\", \"fr\", \"it\"]",
+    },
+    KeyDoc {
+        key: "seen",
+        doc: "The languages the model saw in training, for the `seen` setting; left out: every\n\
+              study language.",
+        example: "[\"en\", \"de\", \"fr\", \"es\", \"it\"]",
+    },
+    KeyDoc {
+        key: "pairs",
+        doc: "The target language pairs, [input, output]: target prompts translate C_T from the\n\
+              first to the second.",
+        example: "[[\"fr\", \"de\"]]",
+    },
+    KeyDoc {
+        key: "settings",
+        doc: "Which source prompts feed the patched latent: tgt (the target's own pair), seen\n\
+              (pairs of seen languages other than the target's and English), en_en (English\n\
+              copy prompts), self (copy prompts in the output language), tgt_tgt (the target's\n\
+              own residuals: identity control), unpatched (no patch).",
+        example: "[\"self\", \"unpatched\"]",
+    },
+    KeyDoc {
+        key: "start_layers",
+        doc: "The start layers run and reported: a list, or a range \"a..b\" (b excluded),\n\
+              \"a..=b\", \"a..\"; left out: every layer of the model.",
+        example: "\"0..4\"",
+    },
+    KeyDoc {
+        key: "concept_pairs",
+        doc: "Concept pairs (C_S, C_T) drawn per target pair.",
+        example: "10",
+    },
+    KeyDoc {
+        key: "n_shots",
+        doc: "Demonstrations before the query in every prompt.",
+        example: "5",
+    },
+    KeyDoc {
+        key: "demos",
+        doc: "per_pair: the prompts of a language pair share their demonstrations (their prefix\n\
+              is computed once per checkpoint); per_prompt: drawn for every prompt.",
+        example: "\"per_pair\"",
+    },
+    KeyDoc {
+        key: "prompts",
+        doc: "Replay this prompt set (an earlier sweep's prompts.jsonl) instead of building one;\n\
+              pairs, concept_pairs, n_shots, demos, template and seed are then not used.",
+        example: "\"earlier/prompts.jsonl\"",
+    },
+    KeyDoc {
+        key: "seed",
+        doc: "The seed of every random choice (concept pairs, demonstrations).",
+        example: "0",
+    },
+    KeyDoc {
+        key: "max_new_tokens",
+        doc: "Greedy tokens generated per patched run, stopping at the answer's closing quote\n\
+              (0: no generation).",
+        example: "10",
+    },
+    KeyDoc {
+        key: "collision",
+        doc: "Which concept pairs are refused: any_language (a first token of C_S equals one of\n\
+              C_T in any study language) or same_language (only within one language).",
+        example: "\"any_language\"",
+    },
+    KeyDoc {
+        key: "variant",
+        doc: "from_layer: patch the target word's last token in every block from the start\n\
+              layer on; single_layer: patch only the start layer's block, at the prompt's last\n\
+              token, with latents of whole translation prompts (Dumas et al.'s HeteroPatch).",
+        example: "\"from_layer\"",
+    },
+    KeyDoc {
+        key: "method",
+        doc: "incremental (reuses the unpatched run) or naive (recomputes the whole prompt for\n\
+              every start layer: the reference, slow).",
+        example: "\"incremental\"",
+    },
+    KeyDoc {
+        key: "threads",
+        doc: "Intra-op threads of the backend (0: the runtime decides).",
+        example: "0",
+    },
+    KeyDoc {
+        key: "target_batch",
+        doc: "Targets computed together in shared backend calls (1 is fastest on CPU).",
+        example: "1",
+    },
+    KeyDoc {
+        key: "template.line",
+        doc: "The prompt line, with {in_lang}, {in_word}, {out_lang} and {out_word} once each.",
+        example: "'{in_lang}: \"{in_word}\" - {out_lang}: \"{out_word}\"'",
+    },
+    KeyDoc {
+        key: "template.sep",
+        doc: "What separates the lines of a prompt.",
+        example: "\"\\n\"",
+    },
+    KeyDoc {
+        key: "plugins.backend",
+        doc: "The backend plugin running the exported graphs: backend-ort or backend-candle\n\
+              (`xlpatch plugins list` shows what is installed).",
+        example: "\"backend-ort\"",
+    },
+    KeyDoc {
+        key: "plugins.patch",
+        doc: "The patch strategy: patch-replace, patch-add (alpha * v) or patch-interpolate.",
+        example: "\"patch-replace\"",
+    },
+    KeyDoc {
+        key: "plugins.extractor",
+        doc: "How the latents of several source prompts are combined: extract-mean or\n\
+              extract-first (the control).",
+        example: "\"extract-mean\"",
+    },
+    KeyDoc {
+        key: "plugins.metric",
+        doc: "The metric giving P(concept) from a token set.",
+        example: "\"metric-concept-prob\"",
+    },
+    KeyDoc {
+        key: "plugins.backend_params",
+        doc: "The backend's parameters (strings, numbers or booleans), e.g. backend-ort's\n\
+              opt_level and provider, backend-candle's device and dtype.",
+        example: "[table]\nopt_level = \"all\"",
+    },
+    KeyDoc {
+        key: "plugins.patch_params",
+        doc: "The patch strategy's parameters, e.g. alpha of patch-add and patch-interpolate.",
+        example: "[table]\nalpha = 0.5",
+    },
+    KeyDoc {
+        key: "plugins.extractor_params",
+        doc: "The extractor's parameters (the built-in extractors take none).",
+        example: "[table]\nname = \"value\"",
+    },
+    KeyDoc {
+        key: "plugins.metric_params",
+        doc: "The metric's parameters (the built-in metric takes none).",
+        example: "[table]\nname = \"value\"",
+    },
+];
 
 fn langs(codes: &[String], what: &'static str) -> Result<Vec<Lang>, Error> {
     codes
@@ -466,7 +770,84 @@ impl SweepConfig {
             return Err(Error::Config(ConfigError::NothingToRun));
         }
         self.template()?;
+        if let Some(layers) = &self.start_layers {
+            layers.check()?;
+        }
         Ok(())
+    }
+
+    /// The start layers of a model with `n_layers` decoder blocks that the sweep runs:
+    /// [`SweepConfig::start_layers`], or all of them.
+    pub fn layers(&self, n_layers: usize) -> Result<Vec<usize>, Error> {
+        match &self.start_layers {
+            None => Ok((0..n_layers).collect()),
+            Some(sel) => Ok(sel.resolve(n_layers)?),
+        }
+    }
+
+    /// The config as a commented TOML file: every key of [`KEY_DOCS`] with its value here
+    /// and what it means; a key without a value is shown commented out, with an example.
+    /// Parses back to `self` (what `xlpatch sweep --print-config` prints).
+    pub fn annotated_toml(&self) -> String {
+        let values = toml::Table::try_from(self).expect("a config always serializes");
+        let mut out = String::from(
+            "# An xlpatch sweep config (`xlpatch sweep --config FILE --out DIR`). Every key is\n\
+             # optional; a key left out takes the value shown here. Relative paths are taken from\n\
+             # this file's directory.\n",
+        );
+        let mut section = "";
+        for doc in KEY_DOCS {
+            let (table, name) = doc.key.rsplit_once('.').unwrap_or(("", doc.key));
+            let mut value: Option<&toml::Value> = None;
+            let mut at = &values;
+            for part in doc.key.split('.') {
+                value = at.get(part);
+                match value {
+                    Some(toml::Value::Table(t)) => at = t,
+                    _ => break,
+                }
+            }
+            let is_table = doc.example.starts_with("[table]");
+            if !is_table && table != section {
+                out.push_str(&format!("\n[{table}]\n"));
+                section = table;
+            }
+            out.push('\n');
+            for line in doc.doc.lines() {
+                out.push_str(&format!("# {line}\n"));
+            }
+            if is_table {
+                out.push_str(&format!("[{}]\n", doc.key));
+                section = doc.key;
+                let entries = value.and_then(toml::Value::as_table);
+                match entries {
+                    Some(t) if !t.is_empty() => {
+                        for (k, v) in t {
+                            let bare = !k.is_empty()
+                                && k.chars()
+                                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                            let k = if bare {
+                                k.clone()
+                            } else {
+                                toml::Value::String(k.clone()).to_string()
+                            };
+                            out.push_str(&format!("{k} = {}\n", inline(v)));
+                        }
+                    }
+                    _ => {
+                        for line in doc.example.lines().skip(1) {
+                            out.push_str(&format!("# {line}\n"));
+                        }
+                    }
+                }
+                continue;
+            }
+            match value {
+                Some(v) => out.push_str(&format!("{name} = {}\n", inline(v))),
+                None => out.push_str(&format!("# {name} = {}\n", doc.example)),
+            }
+        }
+        out
     }
 
     /// The study languages.
@@ -756,6 +1137,167 @@ mod tests {
                 .target_batch,
             4
         );
+    }
+
+    /// The field names a derived `Deserialize` asks for (serde passes them to
+    /// `deserialize_struct`), so that a new key cannot be left out of [`KEY_DOCS`].
+    fn fields<T: for<'de> Deserialize<'de>>() -> Vec<&'static str> {
+        struct Grab<'a>(&'a mut Vec<&'static str>);
+        #[derive(Debug)]
+        struct Stop;
+        impl std::fmt::Display for Stop {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("stop")
+            }
+        }
+        impl std::error::Error for Stop {}
+        impl serde::de::Error for Stop {
+            fn custom<M: std::fmt::Display>(_: M) -> Self {
+                Stop
+            }
+        }
+        impl<'de> serde::Deserializer<'de> for Grab<'_> {
+            type Error = Stop;
+            fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+                Err(Stop)
+            }
+            fn deserialize_struct<V: serde::de::Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Stop> {
+                self.0.extend_from_slice(fields);
+                Err(Stop)
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+                identifier ignored_any
+            }
+        }
+        let mut out = Vec::new();
+        let _ = T::deserialize(Grab(&mut out));
+        assert!(!out.is_empty(), "no fields found");
+        out
+    }
+
+    #[test]
+    fn the_printed_config_is_the_default_and_documents_every_key() {
+        let mut keys: Vec<String> = Vec::new();
+        for f in fields::<SweepConfig>() {
+            match f {
+                "template" => keys.extend(
+                    fields::<TemplateConfig>()
+                        .iter()
+                        .map(|k| format!("template.{k}")),
+                ),
+                "plugins" => keys.extend(
+                    fields::<PluginsConfig>()
+                        .iter()
+                        .map(|k| format!("plugins.{k}")),
+                ),
+                k => keys.push(k.to_string()),
+            }
+        }
+        let documented: Vec<&str> = KEY_DOCS.iter().map(|d| d.key).collect();
+        for k in &keys {
+            assert!(
+                documented.contains(&k.as_str()),
+                "config key {k} has no entry in KEY_DOCS (crates/core/src/config.rs), so \
+                 `xlpatch sweep --print-config` does not show it"
+            );
+        }
+        assert_eq!(documented.len(), keys.len(), "KEY_DOCS: {documented:?}");
+
+        let d = SweepConfig::default();
+        let text = d.annotated_toml();
+        assert_eq!(SweepConfig::from_toml(&text).unwrap(), d, "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        for doc in KEY_DOCS {
+            let (table, name) = doc.key.rsplit_once('.').unwrap_or(("", doc.key));
+            let shown = if doc.example.starts_with("[table]") {
+                lines.contains(&format!("[{}]", doc.key).as_str())
+            } else {
+                lines.iter().any(|l| {
+                    l.starts_with(&format!("{name} = ")) || l.starts_with(&format!("# {name} = "))
+                })
+            };
+            assert!(shown, "{} is not in the printed config:\n{text}", doc.key);
+            assert!(!text.contains("\"\"\""), "{text}");
+            // Its comment sits right above it (the table's header for a nested key).
+            let first = doc.doc.lines().next().unwrap();
+            assert!(
+                lines.contains(&format!("# {first}").as_str()),
+                "{}: no comment",
+                doc.key
+            );
+            if !table.is_empty() && !doc.example.starts_with("[table]") {
+                assert!(lines.contains(&format!("[{table}]").as_str()), "[{table}]");
+            }
+        }
+        // Unset keys are shown as commented-out examples that parse and validate.
+        for doc in KEY_DOCS.iter().filter(|d| !d.example.starts_with('[')) {
+            let (table, name) = doc.key.rsplit_once('.').unwrap_or(("", doc.key));
+            let line = format!("{name} = {}", doc.example);
+            let one = if table.is_empty() {
+                line
+            } else {
+                format!("[{table}]\n{line}")
+            };
+            if let Err(e) = SweepConfig::from_toml(&one) {
+                panic!("the example of {}: {e}", doc.key);
+            }
+        }
+        // A config with values everywhere prints them, and parses back to itself.
+        let full = SweepConfig::from_toml(
+            r#"
+            seen = ["en", "de", "fr"]
+            prompts = "p.jsonl"
+            start_layers = [1, 3]
+            [plugins.patch_params]
+            alpha = 0.25
+            [plugins.backend_params]
+            "odd key" = "x"
+            "#,
+        )
+        .unwrap();
+        let text = full.annotated_toml();
+        assert!(
+            text.contains("\nseen = [\"en\", \"de\", \"fr\"]\n"),
+            "{text}"
+        );
+        assert_eq!(SweepConfig::from_toml(&text).unwrap(), full, "{text}");
+    }
+
+    #[test]
+    fn start_layers_are_lists_or_ranges_within_the_model() {
+        let layers = |t: &str, n: usize| {
+            SweepConfig::from_toml(t)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.layers(n).map_err(|e| e.to_string()))
+        };
+        assert_eq!(layers("", 4).unwrap(), [0, 1, 2, 3]);
+        assert_eq!(layers("start_layers = [3, 1, 1]", 4).unwrap(), [1, 3]);
+        assert_eq!(layers(r#"start_layers = "1..3""#, 4).unwrap(), [1, 2]);
+        assert_eq!(layers(r#"start_layers = "1..=3""#, 4).unwrap(), [1, 2, 3]);
+        assert_eq!(layers(r#"start_layers = "2..""#, 4).unwrap(), [2, 3]);
+        assert_eq!(layers(r#"start_layers = "..2""#, 4).unwrap(), [0, 1]);
+        // Wrong before any model is read.
+        for bad in [r#""3..1""#, r#""a..b""#, r#""2""#, "[]"] {
+            let e = layers(&format!("start_layers = {bad}"), 4).unwrap_err();
+            assert!(
+                e.contains("start_layers") && e.contains("\"2..8\""),
+                "{bad}: {e}"
+            );
+        }
+        // Outside the model: named with the model's layer count.
+        for bad in ["[0, 4]", r#""2..6""#, r#""4..""#] {
+            let e = layers(&format!("start_layers = {bad}"), 4).unwrap_err();
+            assert!(e.contains("with 4 layers"), "{bad}: {e}");
+        }
+        let c = SweepConfig::from_toml(r#"start_layers = "1..=2""#).unwrap();
+        assert_eq!(SweepConfig::from_toml(&c.to_toml()).unwrap(), c);
     }
 
     #[test]

@@ -200,6 +200,17 @@ pub enum ConfigError {
     /// A shard that is not `k/n`.
     #[error("shard {0:?} is not k/n with 0 <= k < n")]
     Shard(String),
+    /// `start_layers` is not a list of layers or a range `"a..b"` within the model.
+    #[error(
+        "start_layers {value}: {problem} (write a list such as [0, 2, 4], or a range such as \
+         \"2..8\", \"2..=7\" or \"4..\")"
+    )]
+    StartLayers {
+        /// The value as written.
+        value: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 /// What went wrong with a tokenizer.

@@ -312,6 +312,12 @@ fn a_prompt_set_replays_exactly() {
 /// its directory, the field, both values and the fix named.
 #[test]
 fn a_series_of_mixed_models_is_refused() {
+
+/// `start_layers` selects rows (equal to the whole sweep's at those layers) and is checked
+/// against every checkpoint; `[plugins.<kind>_params]` reach their plugins, TOML numbers
+/// included.
+#[test]
+fn start_layers_and_plugin_params() {
     let registry = registry();
     let root = tempfile::tempdir().unwrap();
     let series = series(root.path());
@@ -768,4 +774,98 @@ fn generation_stops_as_configured() {
         }
     }
     assert!(stopped_at_quote > 0, "some generation reached a quote");
+}
+
+    let config = SweepConfig {
+        settings: vec![Setting::SelfCopy, Setting::Unpatched],
+        concept_pairs: 2,
+        ..config(&series)
+    };
+    let sweep = |config: &SweepConfig, dir: &str| {
+        run(
+            config,
+            &registry,
+            base,
+            &root.path().join(dir),
+            Shard::default(),
+            &mut |_| {},
+        )
+        .map(|_| sorted(read_rows(&root.path().join(dir)).unwrap()))
+    };
+    let all = sweep(&config, "all").unwrap();
+    // The series' checkpoints have 3 and 6 layers; "1..3" is in both.
+    let text = format!("start_layers = \"1..3\"\n{}", config.to_toml());
+    let some_config = SweepConfig::from_toml(&text).unwrap();
+    let some = sweep(&some_config, "some").unwrap();
+    let want: Vec<Row> = all
+        .iter()
+        .filter(|r| (1..3).contains(&r.start_layer))
+        .cloned()
+        .collect();
+    assert_eq!(
+        some.len(),
+        2 * 2 * 2 * 2,
+        "2 checkpoints, targets, settings, layers"
+    );
+    assert!(some.iter().all(|r| r.unit_rows == 4));
+    let strip = |rows: &[Row]| -> Vec<Row> {
+        rows.iter()
+            .map(|r| Row {
+                unit_rows: 0,
+                ..r.clone()
+            })
+            .collect()
+    };
+    assert_same_rows(&strip(&some), &strip(&want));
+    // Without start layer 0, the summary says so instead of printing NaN.
+    let table = format_summary(&summarize(&some));
+    for line in table.lines().skip(1) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[5], "-", "{table}");
+        assert!(["1", "2"].contains(&cols[4]), "{table}");
+    }
+    // A layer the 3-layer checkpoint lacks is refused before anything runs, naming it.
+    let over = SweepConfig::from_toml(&text.replace("\"1..3\"", "[1, 4]")).unwrap();
+    let err = sweep(&over, "over").unwrap_err().to_string();
+    assert!(err.contains("layer 4") && err.contains("step_1"), "{err}");
+    assert!(!root.path().join("over/results.jsonl").exists());
+
+    // patch-add with alpha = 0 (a TOML integer) adds nothing: its self rows equal the
+    // unpatched ones, which they do not under the default alpha.
+    let with = |params: &str| {
+        let text = format!(
+            "{}\n[plugins]\npatch = \"patch-add\"\n{params}\n",
+            config.to_toml().split("[plugins]").next().unwrap()
+        );
+        SweepConfig::from_toml(&text).unwrap()
+    };
+    let zero = sweep(&with("[plugins.patch_params]\nalpha = 0"), "zero").unwrap();
+    let one = sweep(&with("[plugins.patch_params]\nalpha = 1.0"), "one").unwrap();
+    let differs = |rows: &[Row]| {
+        rows.iter()
+            .filter(|r| r.setting == Setting::SelfCopy)
+            .any(|r| {
+                let u = rows
+                    .iter()
+                    .find(|o| {
+                        o.unit == r.unit
+                            && o.start_layer == r.start_layer
+                            && o.setting == Setting::Unpatched
+                    })
+                    .unwrap();
+                (r.p_tgt_out - u.p_tgt_out).abs() > 1e-4
+            })
+    };
+    assert!(!differs(&zero));
+    assert!(differs(&one));
+    // Extractor and metric parameters reach their plugins, which refuse what they do not
+    // take, by name.
+    for table in ["extractor_params", "metric_params"] {
+        let c = with(&format!("[plugins.{table}]\nwindow = 3"));
+        let err = sweep(&c, table).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown parameter \"window\""),
+            "{table}: {err}"
+        );
+    }
 }

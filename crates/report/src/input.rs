@@ -149,15 +149,16 @@ impl Results {
                 pairs.push(p);
             }
         }
-        // Start layers come from the file. A unit has a row per setting and start layer, so a
-        // valid one is below its unit's row count (which `read_rows` checked); that also bounds
-        // what the report allocates per layer.
-        if let Some(r) = rows.iter().find(|r| r.start_layer >= r.unit_rows) {
+        // Start layers come from the file and size what the report allocates per layer. A
+        // sweep may select start layers (`start_layers`), so a unit's row count does not bound
+        // them; no model has anywhere near MAX_LAYERS blocks.
+        const MAX_LAYERS: usize = 1 << 14;
+        if let Some(r) = rows.iter().find(|r| r.start_layer >= MAX_LAYERS) {
             return Err(input_err(
                 &jsonl,
                 format!(
-                    "unit {}: start_layer {} is not below its unit_rows {}",
-                    r.unit, r.start_layer, r.unit_rows
+                    "unit {}: start_layer {} is not a layer of a model (at most {MAX_LAYERS})",
+                    r.unit, r.start_layer
                 ),
             ));
         }

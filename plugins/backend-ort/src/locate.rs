@@ -1,6 +1,8 @@
 //! Where ONNX Runtime's shared library is: `$ORT_DYLIB_PATH` if set, else the copy that
 //! `cargo xtask ort` put in `.cache/ort/` of the checkout the running binary was built in
-//! (found by walking up from the host executable), so no command needs a variable set.
+//! (found by walking up from the host executable, then from this plugin's own source
+//! directory, for a host installed elsewhere: `cargo install --path crates/cli`), so no
+//! command needs a variable set.
 //! Finding the runtime is this plugin's business: the host knows nothing of ONNX Runtime.
 
 use std::path::{Path, PathBuf};
@@ -17,19 +19,25 @@ pub(crate) fn library_file_name() -> String {
 pub(crate) const NOT_FOUND: &str = "ONNX Runtime's library was not found: run `cargo xtask ort` in \
     the xlpatch checkout, or set ORT_DYLIB_PATH";
 
-/// Finds the library: `$ORT_DYLIB_PATH`, else `<ancestor of the running exe>/.cache/ort/<file>`.
+/// Finds the library: `$ORT_DYLIB_PATH`, else `<ancestor of the running exe>/.cache/ort/<file>`,
+/// else `.cache/ort/<file>` of the checkout this plugin was built in.
 pub(crate) fn locate() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok();
     locate_from(std::env::var_os("ORT_DYLIB_PATH"), exe.as_deref())
+        .or_else(|| in_cache_above(Path::new(env!("CARGO_MANIFEST_DIR"))))
 }
 
 fn locate_from(var: Option<std::ffi::OsString>, exe: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = var.filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
+    in_cache_above(exe?.parent()?)
+}
+
+/// `<dir or an ancestor>/.cache/ort/<file>`, the nearest that exists.
+fn in_cache_above(dir: &Path) -> Option<PathBuf> {
     let file = library_file_name();
-    exe?.ancestors()
-        .skip(1)
+    dir.ancestors()
         .map(|dir| dir.join(".cache/ort").join(&file))
         .find(|p| p.is_file())
 }

@@ -197,6 +197,18 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
         let manifest = xlpatch_model::Manifest::read(&dir)?;
         models.push((dir, manifest));
     }
+    // A start layer outside a checkpoint is refused before anything runs.
+    for (dir, m) in &models {
+        config.layers(m.num_layers).map_err(|e| match e {
+            Error::Config(ConfigError::StartLayers { value, problem }) => {
+                Error::Config(ConfigError::StartLayers {
+                    value,
+                    problem: format!("{problem}: {}", dir.display()),
+                })
+            }
+            e => e,
+        })?;
+    }
     let (first_dir, first) = &models[0];
     let Some(tok_file) = &first.tokenizer else {
         return Err(Error::Tokenizer {

@@ -69,7 +69,9 @@ impl Units<'_> {
         let (in_l, out_l) = (item.in_lang, item.out_lang);
         let sets = metric_sets(&plan.study, &plan.tokens, item);
         let forms = |c: &str| plan.table.forms(c, out_l).unwrap_or(&[]);
-        let unit_rows = per_setting.len() * n_layers;
+        // Rows only for the selected start layers (`start_layers`).
+        let layers = self.config.layers(n_layers)?;
+        let unit_rows = per_setting.len() * layers.len();
         let mut rows = Vec::with_capacity(unit_rows);
         for SettingResults {
             setting,
@@ -97,7 +99,7 @@ impl Units<'_> {
                 what: format!("{what} (setting {})", setting.name()),
                 value,
             };
-            for j in 0..n_layers {
+            for &j in &layers {
                 if let Some(&bad) = r.probs_at(j).iter().find(|p| !p.is_finite()) {
                     return Err(non_finite("P(next token)".into(), j, bad));
                 }
@@ -112,7 +114,7 @@ impl Units<'_> {
                     }
                 }
             }
-            for j in 0..n_layers {
+            for &j in &layers {
                 let probs = r.probs_at(j);
                 let ids = &r.generations[j];
                 let text = model.decode(ids)?;

@@ -67,14 +67,20 @@ pub fn format_summary(lines: &[SummaryLine]) -> String {
         "checkpoint", "step", "setting", "best P(src)", "at j", "P(src) j=0", "n"
     );
     for l in lines {
+        // Start layer 0 is not among the rows when `start_layers` leaves it out.
+        let at_zero = if l.at_zero.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{:.4}", l.at_zero)
+        };
         out.push_str(&format!(
-            "{:<16} {:>8} {:<10} {:>11.4} {:>6} {:>11.4} {:>5}\n",
+            "{:<16} {:>8} {:<10} {:>11.4} {:>6} {:>11} {:>5}\n",
             l.checkpoint,
             l.step.map_or("-".to_string(), |s| s.to_string()),
             l.setting.name(),
             l.best,
             l.best_layer,
-            l.at_zero,
+            at_zero,
             l.n
         ));
     }
