@@ -248,6 +248,7 @@ fn list_to_toml<S: serde::Serializer>(list: &Option<String>, s: S) -> Result<S::
 fn list_from_toml<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let s = String::deserialize(d)?;
     Ok((!s.is_empty()).then_some(s))
+}
 
 /// Which start layers a sweep runs and reports (`start_layers` in a config): a list, or a
 /// range written as text, `"a..b"` (b excluded), `"a..=b"`, `"a.."` or `"..b"`. Unset: every

@@ -312,12 +312,6 @@ fn a_prompt_set_replays_exactly() {
 /// its directory, the field, both values and the fix named.
 #[test]
 fn a_series_of_mixed_models_is_refused() {
-
-/// `start_layers` selects rows (equal to the whole sweep's at those layers) and is checked
-/// against every checkpoint; `[plugins.<kind>_params]` reach their plugins, TOML numbers
-/// included.
-#[test]
-fn start_layers_and_plugin_params() {
     let registry = registry();
     let root = tempfile::tempdir().unwrap();
     let series = series(root.path());
@@ -490,29 +484,6 @@ fn nan_weights_fail_the_unit_naming_checkpoint_prompt_and_layer() {
         &tok,
         2,
     );
-
-/// The records of a `prompts.jsonl` as JSON values.
-fn prompt_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn write_lines(path: &Path, lines: &[serde_json::Value]) {
-    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(path, text).unwrap();
-}
-
-/// A replay uses each target's own `metric_ids` (not the concept table's sets), validates
-/// none of the keys that only build prompts, says in the stored config that it replayed, and
-/// checks the tokenizer hash the records carry (refused when another, a warning when none).
-#[test]
-fn a_replay_uses_the_files_metric_ids_and_checks_its_tokenizer() {
-    let registry = registry();
-    let root = tempfile::tempdir().unwrap();
-    let series = series(root.path());
     let config = SweepConfig {
         settings: vec![Setting::Tgt, Setting::Unpatched],
         concept_pairs: 2,
@@ -547,6 +518,33 @@ fn a_replay_uses_the_files_metric_ids_and_checks_its_tokenizer() {
     }
 }
 
+/// The records of a `prompts.jsonl` as JSON values.
+fn prompt_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[serde_json::Value]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A replay uses each target's own `metric_ids` (not the concept table's sets), validates
+/// none of the keys that only build prompts, says in the stored config that it replayed, and
+/// checks the tokenizer hash the records carry (refused when another, a warning when none).
+#[test]
+fn a_replay_uses_the_files_metric_ids_and_checks_its_tokenizer() {
+    let registry = registry();
+    let root = tempfile::tempdir().unwrap();
+    let series = series(root.path());
+    let config = SweepConfig {
+        settings: vec![Setting::Tgt, Setting::Unpatched],
+        concept_pairs: 2,
+        ..config(&series)
+    };
     let base = Path::new("/");
     let sweep = |config: &SweepConfig, dir: &Path| {
         run(config, &registry, base, dir, Shard::default(), &mut |_| {})
@@ -776,6 +774,15 @@ fn generation_stops_as_configured() {
     assert!(stopped_at_quote > 0, "some generation reached a quote");
 }
 
+/// `start_layers` selects rows (equal to the whole sweep's at those layers) and is checked
+/// against every checkpoint; `[plugins.<kind>_params]` reach their plugins, TOML numbers
+/// included.
+#[test]
+fn start_layers_and_plugin_params() {
+    let registry = registry();
+    let root = tempfile::tempdir().unwrap();
+    let series = series(root.path());
+    let base = Path::new("/");
     let config = SweepConfig {
         settings: vec![Setting::SelfCopy, Setting::Unpatched],
         concept_pairs: 2,

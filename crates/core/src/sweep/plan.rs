@@ -268,7 +268,12 @@ pub(super) fn plan(config: &SweepConfig, base: &Path) -> Result<Plan, Error> {
         let tokens = prompt.tokenize(&tokenizer)?;
         Ok(Planned { prompt, tokens })
     };
-    let tokenizer_hash = tok_hash(first).unwrap_or_default();
+    // Every checkpoint has this tokenizer (checked above with the rest of the series).
+    let tokenizer_hash = first
+        .tokenizer
+        .as_ref()
+        .and_then(|t| first.files.get(t).cloned())
+        .unwrap_or_default();
     if let Some(file) = &config.prompts {
         let path = base.join(file);
         let replay::Replayed { items, tokenizers } = replay::read_items(&path, &config.settings)?;
