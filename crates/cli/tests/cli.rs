@@ -183,7 +183,8 @@ fn verified_hashes_are_reused_until_a_file_changes_and_verify_reads_everything()
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    assert_eq!(run(&["inspect", m]).0, true);
+    let (ok, err) = run(&["inspect", m]);
+    assert!(ok, "{err}");
     assert!(cache.join("xlpatch/hashes.json").is_file());
 
     // Other bytes, same size and time: the cached hash is trusted, --verify is not fooled.
@@ -193,7 +194,8 @@ fn verified_hashes_are_reused_until_a_file_changes_and_verify_reads_everything()
     bytes[last] ^= 1;
     std::fs::write(&layer, &bytes).unwrap();
     set_mtime(&layer, then);
-    assert_eq!(run(&["inspect", m]).0, true);
+    let (ok, err) = run(&["inspect", m]);
+    assert!(ok, "the cached hash was not used: {err}");
     let (ok, err) = run(&["inspect", "--verify", m]);
     assert!(
         !ok && err.contains("layer_1.onnx does not match its manifest"),
