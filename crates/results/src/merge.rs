@@ -28,9 +28,12 @@ fn side_files(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, Error> {
     Ok(files)
 }
 
+/// A results directory's side files by name.
+type Files = BTreeMap<String, Vec<u8>>;
+
 /// The side files with `run.json`'s shard record taken out (it is what shards differ in),
 /// and that record.
-fn sweep_files(dir: &Path) -> Result<(BTreeMap<String, Vec<u8>>, Option<ShardRecord>), Error> {
+fn sweep_files(dir: &Path) -> Result<(Files, Option<ShardRecord>), Error> {
     let mut files = side_files(dir)?;
     let mut shard = None;
     if files.contains_key(RUN_FILE) {
