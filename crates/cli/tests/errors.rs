@@ -36,7 +36,7 @@ fn config(models: &str, concepts: &str, extra: &str) -> String {
     format!(
         "models = [{models:?}]\nconcepts = {concepts:?}\nlanguages = {LANGS:?}\n\
          pairs = [[\"fr\", \"de\"]]\nconcept_pairs = 2\nsettings = [\"tgt\", \"unpatched\"]\n\
-         max_new_tokens = 1\nthreads = 1\n{extra}"
+         max_new_tokens = 1\nthreads = 1\nallow_beyond_context = true\n{extra}"
     )
 }
 
