@@ -516,6 +516,13 @@ pub const KEY_DOCS: &[KeyDoc] = &[
         example: "\"fixtures/concepts\"",
     },
     KeyDoc {
+        key: "concepts_from",
+        doc: "The format of `concepts` when it is not the project's table (a file or folder of\n\
+              multisimlex, dumas, wendler or clap): it is imported when the sweep starts, as\n\
+              `xlpatch concepts import` would.",
+        example: "\"clap\"",
+    },
+    KeyDoc {
         key: "concept_list",
         doc: "A file of the concept ids to study, one per line; left out: every concept of the\n\
               table (the default here is the fixture series' 80 trained concepts).",
@@ -582,9 +589,15 @@ pub const KEY_DOCS: &[KeyDoc] = &[
     },
     KeyDoc {
         key: "max_new_tokens",
-        doc: "Greedy tokens generated per patched run, stopping at the answer's closing quote\n\
-              (0: no generation).",
+        doc: "Greedy tokens generated per patched run, at most (see stop; 0: no generation).",
         example: "10",
+    },
+    KeyDoc {
+        key: "stop",
+        doc: "When generation stops before max_new_tokens: quote (at the answer's closing\n\
+              quote), eos (at an end-of-sequence token) or max_new_tokens (never: exactly\n\
+              max_new_tokens tokens, as the reference pipeline generates).",
+        example: "\"quote\"",
     },
     KeyDoc {
         key: "collision",
@@ -614,6 +627,18 @@ pub const KEY_DOCS: &[KeyDoc] = &[
         key: "target_batch",
         doc: "Targets computed together in shared backend calls (1 is fastest on CPU).",
         example: "1",
+    },
+    KeyDoc {
+        key: "allow_beyond_context",
+        doc: "Run prompts longer than a checkpoint's context length (its manifest's\n\
+              context_length) with a warning instead of refusing them.",
+        example: "false",
+    },
+    KeyDoc {
+        key: "verify",
+        doc: "Read every byte of every model file to check it against its manifest, instead\n\
+              of trusting hashes verified earlier for unchanged files (--verify); not stored.",
+        example: "false",
     },
     KeyDoc {
         key: "template.line",
