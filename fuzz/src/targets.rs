@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use xlpatch_concepts::ConceptTable;
-use xlpatch_concepts::import::{dumas, multisimlex, wendler};
+use xlpatch_concepts::import::{clap, dumas, multisimlex, wendler};
 use xlpatch_core::abi::loader::Registry;
 use xlpatch_core::config::SweepConfig;
 use xlpatch_core::sweep::Shard;
@@ -73,6 +73,12 @@ pub const TARGETS: &[Target] = &[
         name: "import-wendler",
         about: "Wendler et al.'s clean.csv (import::wendler::read_files)",
         run: import_wendler,
+    },
+    Target {
+        name: "import-clap",
+        about: "clap's processed Multi-SimLex CSV, cells as Python list literals \
+                (import::clap::read_file)",
+        run: import_clap,
     },
     Target {
         name: "results-merge",
@@ -259,6 +265,12 @@ fn import_wendler(env: &Env, data: &[u8]) -> bool {
     let path = env.fresh("wendler").join("fr/clean.csv");
     write(&path, data);
     check_err(wendler::read_files(&[path]))
+}
+
+fn import_clap(env: &Env, data: &[u8]) -> bool {
+    let path = env.fresh("clap").join("multisimlex.csv");
+    write(&path, data);
+    check_err(clap::read_file(&path))
 }
 
 /// A results directory: the fixed run of `fuzz/fixed/run/` with `file` replaced by `data`.
