@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use xlpatch_core::config::{Setting, SweepConfig};
 use xlpatch_core::sweep::{Shard, run};
-use xlpatch_export::{ExportOptions, GraphOps};
+use xlpatch_export::{Dtype, ExportOptions, GraphOps, Manifest};
 
 use crate::support::{builtins, root};
 
@@ -140,6 +140,11 @@ const TINY: [&str; 4] = ["llama", "mistral", "qwen2", "gemma3"];
 /// Exports every tiny architecture with `ops` and the fixtures' character tokenizer, each into
 /// `dir/<arch>` (each its own one-checkpoint series: a series shares its architecture).
 fn tiny_exports(dir: &Path, ops: GraphOps) -> Vec<PathBuf> {
+    tiny_exports_stored(dir, ops, Dtype::F32)
+}
+
+/// [`tiny_exports`] with the weights stored as `dtype`.
+fn tiny_exports_stored(dir: &Path, ops: GraphOps, dtype: Dtype) -> Vec<PathBuf> {
     let tok = xlpatch_testkit::char_tokenizer(&xlpatch_testkit::alphabet());
     let file = dir.join("tokenizer.json");
     std::fs::write(&file, serde_json::to_string(&tok).unwrap()).unwrap();
@@ -149,6 +154,7 @@ fn tiny_exports(dir: &Path, ops: GraphOps) -> Vec<PathBuf> {
             let mut opts = ExportOptions::new(root().join("fixtures/tiny").join(arch), &out);
             opts.tokenizer = Some(file.clone());
             opts.ops = ops;
+            opts.dtype = dtype;
             xlpatch_export::export(&opts).unwrap_or_else(|e| panic!("export {arch}: {e}"));
             out
         })
@@ -170,6 +176,29 @@ fn the_tiny_architectures_give_the_same_rows_on_both_backends_in_both_spellings(
             config.allow_beyond_context = true;
             check(&format!("tiny {arch}, {ops:?} graphs"), &config);
         }
+    }
+}
+
+/// Weights stored as bf16 (what a hub series of a bf16 checkpoint exports): both backends
+/// cast them to f32 and agree.
+#[test]
+fn bf16_weights_give_the_same_rows_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    for (arch, model) in TINY.iter().zip(tiny_exports_stored(
+        dir.path(),
+        GraphOps::Fused,
+        Dtype::Bf16,
+    )) {
+        let manifest = Manifest::read(&model).unwrap();
+        assert_eq!(manifest.dtype, Dtype::Bf16, "{arch}");
+        let mut config = study(
+            vec![model.display().to_string()],
+            &xlpatch_testkit::LANGS,
+            ["fr", "de"],
+            2,
+        );
+        config.allow_beyond_context = true;
+        check(&format!("tiny {arch}, bf16 weights"), &config);
     }
 }
 

@@ -21,7 +21,7 @@ pub(crate) struct ExportArgs {
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// How to store weights (graphs always compute in f32).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
     dtype: String,
     /// The checkpoint's training step, recorded in the manifest (default: from the
     /// directory's name, e.g. `step_64`, `iter_0001000`, `stage1-step1000-tokens5B`).

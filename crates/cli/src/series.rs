@@ -52,8 +52,9 @@ pub(crate) struct SeriesSweepArgs {
     /// Hub series: a tokenizer.json for revisions that lack one.
     #[arg(long, value_name = "FILE")]
     tokenizer: Option<PathBuf>,
-    /// Hub series: how exports store weights (default: f16 checkpoints stay f16, others f32).
-    #[arg(long, value_parser = ["f32", "f16"])]
+    /// Hub series: how exports store weights (default: the checkpoint's own precision, f16 or
+    /// bf16, else f32; computation is f32 either way).
+    #[arg(long, value_parser = ["f32", "f16", "bf16"])]
     export_dtype: Option<String>,
     /// Hub series: use only the local cache (as HF_HUB_OFFLINE=1 does).
     #[arg(long)]

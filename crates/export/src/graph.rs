@@ -243,7 +243,7 @@ impl GraphBuilder {
     }
 
     /// A weight whose bytes are already in `dtype`; returns the name of an f32 value holding
-    /// it (for f16, the output of a `Cast`).
+    /// it (for f16 and bf16, the output of a `Cast`).
     pub(crate) fn weight(
         &mut self,
         name: &str,
@@ -257,8 +257,12 @@ impl GraphBuilder {
                 self.push_init(name, dims, data_type::FLOAT, data, doc);
                 name.to_string()
             }
-            Dtype::F16 => {
-                self.push_init(name, dims, data_type::FLOAT16, data, doc);
+            Dtype::F16 | Dtype::Bf16 => {
+                let stored = match dtype {
+                    Dtype::F16 => data_type::FLOAT16,
+                    _ => data_type::BFLOAT16,
+                };
+                self.push_init(name, dims, stored, data, doc);
                 let out = format!("{name}.f32");
                 self.node_named(
                     "Cast",

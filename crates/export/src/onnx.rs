@@ -15,6 +15,8 @@ pub mod data_type {
     pub const BOOL: i32 = 9;
     /// IEEE half precision.
     pub const FLOAT16: i32 = 10;
+    /// bfloat16.
+    pub const BFLOAT16: i32 = 16;
 }
 
 /// `AttributeProto.AttributeType` values used here.

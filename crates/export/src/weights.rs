@@ -58,6 +58,8 @@ fn put(out: &mut [u8], index: usize, value: f32, dtype: Dtype) {
         Dtype::F16 => {
             out[index * 2..index * 2 + 2].copy_from_slice(&half::f16::from_f32(value).to_le_bytes())
         }
+        Dtype::Bf16 => out[index * 2..index * 2 + 2]
+            .copy_from_slice(&half::bf16::from_f32(value).to_le_bytes()),
     }
 }
 

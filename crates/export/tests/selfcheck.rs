@@ -8,7 +8,10 @@
 use serde_json::{Value, json};
 use xlpatch_export::{Dtype, ExportOptions, GraphOps, Manifest, export};
 
-use crate::support::{Cache, Pass, Runner, TempDir, max_diff_rows, write_checkpoint};
+use crate::support::{
+    Cache, Pass, Runner, TempDir, max_diff_rows, random_weights, write_checkpoint,
+    write_safetensors,
+};
 
 const BATCH: usize = 2;
 const SEQ: usize = 9;
@@ -360,6 +363,57 @@ fn f16_weights_stay_close_to_f32() {
     let w = diff(&pa, &pb, &pairs, m.hidden_size, m.vocab_size);
     println!("selfcheck f16 vs f32: max abs diff {w:.2e}");
     assert!(w > 0.0 && w < 2e-2, "f16 vs f32 max abs diff {w:e}");
+}
+
+/// A bf16 checkpoint exported with bf16 storage computes exactly what its f32 export computes
+/// (bf16 to f32 is exact), in half the bytes: the series default for bf16 checkpoints loses
+/// nothing.
+#[test]
+fn bf16_storage_of_bf16_weights_is_exact_and_half_the_size() {
+    let src = TempDir::new("bf16-src");
+    let config = llama_biases();
+    std::fs::write(
+        src.path().join("config.json"),
+        serde_json::to_string_pretty(&config).unwrap(),
+    )
+    .unwrap();
+    // Weights a bf16 checkpoint could hold (f32 values on the bf16 grid).
+    let mut weights = random_weights(&config, 5);
+    for (_, values) in weights.values_mut() {
+        for v in values.iter_mut() {
+            *v = half::bf16::from_f32(*v).to_f32();
+        }
+    }
+    write_safetensors(&src.path().join("model.safetensors"), &weights);
+    let o32 = TempDir::new("bf16-o32");
+    let o16 = TempDir::new("bf16-o16");
+    export_to(src.path(), o32.path(), |_| {});
+    let m = export_to(src.path(), o16.path(), |o| o.dtype = Dtype::Bf16);
+    assert_eq!(m.dtype, Dtype::Bf16);
+    let bytes = |dir: &std::path::Path| -> u64 {
+        (0..m.num_layers)
+            .map(|l| format!("layer_{l}.onnx"))
+            .chain(["embed.onnx".into(), "head.onnx".into()])
+            .map(|f| std::fs::metadata(dir.join(f)).unwrap().len())
+            .sum()
+    };
+    let (s16, s32) = (bytes(o16.path()), bytes(o32.path()));
+    assert!(
+        (s16 as f64) < 0.6 * s32 as f64,
+        "bf16 graphs ({s16} bytes) are not about half of f32 ({s32} bytes)"
+    );
+    let inp = inputs();
+    let pairs = valid_pairs(&inp);
+    let mut a = Runner::open(o32.path());
+    let mut b = Runner::open(o16.path());
+    let (mut ca, mut cb) = (a.empty_cache(), b.empty_cache());
+    let pa = a.forward(BATCH, &inp.ids, &inp.mask, &inp.pos, &mut ca);
+    let pb = b.forward(BATCH, &inp.ids, &inp.mask, &inp.pos, &mut cb);
+    let w = diff(&pa, &pb, &pairs, m.hidden_size, m.vocab_size);
+    println!(
+        "selfcheck bf16 storage vs f32 of bf16 weights: max abs diff {w:e}, {s16} vs {s32} bytes"
+    );
+    assert_eq!(w, 0.0, "bf16 storage vs f32 max abs diff {w:e}");
 }
 
 #[test]

@@ -79,6 +79,9 @@ pub enum Dtype {
     F32,
     /// IEEE half precision, cast to f32 inside the graph.
     F16,
+    /// bfloat16, cast to f32 inside the graph: a bf16 checkpoint stored as it was trained
+    /// (bf16 to f32 is exact, so the graphs compute what the f32 export computes).
+    Bf16,
 }
 
 impl std::str::FromStr for Dtype {
@@ -88,7 +91,10 @@ impl std::str::FromStr for Dtype {
         match s {
             "f32" => Ok(Dtype::F32),
             "f16" => Ok(Dtype::F16),
-            other => Err(format!("unknown dtype \"{other}\" (expected f32 or f16)")),
+            "bf16" => Ok(Dtype::Bf16),
+            other => Err(format!(
+                "unknown dtype \"{other}\" (expected f32, f16 or bf16)"
+            )),
         }
     }
 }
@@ -123,7 +129,7 @@ impl Dtype {
     pub fn size(self) -> usize {
         match self {
             Dtype::F32 => 4,
-            Dtype::F16 => 2,
+            Dtype::F16 | Dtype::Bf16 => 2,
         }
     }
 }

@@ -43,13 +43,13 @@ pub(crate) fn config_dtype(config: &serde_json::Value) -> String {
         .to_string()
 }
 
-/// The export dtype of a checkpoint: f16 weights stay f16; bf16 (whose range f16 lacks) and
-/// f32 become f32.
+/// The export dtype of a checkpoint: its own precision, which loses nothing (f16 and bf16
+/// weights stay as they are, computed in f32); anything else becomes f32.
 pub(crate) fn export_dtype(opts: &SeriesOptions, config: &serde_json::Value) -> Dtype {
-    opts.dtype.unwrap_or(if config_dtype(config) == "float16" {
-        Dtype::F16
-    } else {
-        Dtype::F32
+    opts.dtype.unwrap_or(match config_dtype(config).as_str() {
+        "float16" => Dtype::F16,
+        "bfloat16" => Dtype::Bf16,
+        _ => Dtype::F32,
     })
 }
 
@@ -57,8 +57,8 @@ pub(crate) fn export_dtype(opts: &SeriesOptions, config: &serde_json::Value) -> 
 pub(crate) fn export_estimate(ck: &Checkpoint, config: &serde_json::Value, dtype: Dtype) -> u64 {
     let src = elem_bytes(&config_dtype(config));
     let out = match dtype {
-        Dtype::F16 => 2,
-        _ => 4,
+        Dtype::F16 | Dtype::Bf16 => 2,
+        Dtype::F32 => 4,
     };
     let c = if config["text_config"].is_object() {
         &config["text_config"]
