@@ -338,6 +338,17 @@ fn external_data_gives_the_same_outputs_as_inline_weights() {
     assert_eq!(diff(&pa, &pb, &pairs, m.hidden_size, m.vocab_size), 0.0);
 }
 
+/// The largest difference between two exports of one model on the shared inputs.
+fn max_diff_of_exports(a: &std::path::Path, b: &std::path::Path, m: &Manifest) -> f32 {
+    let inp = inputs();
+    let pairs = valid_pairs(&inp);
+    let (mut ra, mut rb) = (Runner::open(a), Runner::open(b));
+    let (mut ca, mut cb) = (ra.empty_cache(), rb.empty_cache());
+    let pa = ra.forward(BATCH, &inp.ids, &inp.mask, &inp.pos, &mut ca);
+    let pb = rb.forward(BATCH, &inp.ids, &inp.mask, &inp.pos, &mut cb);
+    diff(&pa, &pb, &pairs, m.hidden_size, m.vocab_size)
+}
+
 #[test]
 fn f16_weights_stay_close_to_f32() {
     let src = TempDir::new("f16-src");
@@ -353,14 +364,7 @@ fn f16_weights_stay_close_to_f32() {
         s16 < s32,
         "f16 graph ({s16} bytes) is not smaller than f32 ({s32} bytes)"
     );
-    let inp = inputs();
-    let pairs = valid_pairs(&inp);
-    let mut a = Runner::open(o32.path());
-    let mut b = Runner::open(o16.path());
-    let (mut ca, mut cb) = (a.empty_cache(), b.empty_cache());
-    let pa = a.forward(BATCH, &inp.ids, &inp.mask, &inp.pos, &mut ca);
-    let pb = b.forward(BATCH, &inp.ids, &inp.mask, &inp.pos, &mut cb);
-    let w = diff(&pa, &pb, &pairs, m.hidden_size, m.vocab_size);
+    let w = max_diff_of_exports(o32.path(), o16.path(), &m);
     println!("selfcheck f16 vs f32: max abs diff {w:.2e}");
     assert!(w > 0.0 && w < 2e-2, "f16 vs f32 max abs diff {w:e}");
 }
@@ -402,14 +406,7 @@ fn bf16_storage_of_bf16_weights_is_exact_and_half_the_size() {
         (s16 as f64) < 0.6 * s32 as f64,
         "bf16 graphs ({s16} bytes) are not about half of f32 ({s32} bytes)"
     );
-    let inp = inputs();
-    let pairs = valid_pairs(&inp);
-    let mut a = Runner::open(o32.path());
-    let mut b = Runner::open(o16.path());
-    let (mut ca, mut cb) = (a.empty_cache(), b.empty_cache());
-    let pa = a.forward(BATCH, &inp.ids, &inp.mask, &inp.pos, &mut ca);
-    let pb = b.forward(BATCH, &inp.ids, &inp.mask, &inp.pos, &mut cb);
-    let w = diff(&pa, &pb, &pairs, m.hidden_size, m.vocab_size);
+    let w = max_diff_of_exports(o32.path(), o16.path(), &m);
     println!(
         "selfcheck bf16 storage vs f32 of bf16 weights: max abs diff {w:e}, {s16} vs {s32} bytes"
     );
@@ -466,12 +463,16 @@ fn manifest_records_sizes_options_and_hashes() {
     assert_eq!(json["layer_types"][1], "full_attention");
 }
 
-/// A GPT-NeoX checkpoint written from transformers 5's in-memory names calls its unembedding
-/// `lm_head` where the hub's checkpoints say `embed_out`: both export to the same model.
-#[test]
-fn gpt_neox_unembedding_under_either_name() {
-    let fixture = crate::support::fixtures().join("tiny/gpt_neox");
-    let renamed = TempDir::new("neox-lm-head");
+/// Exports `tiny/<arch>` and a copy whose tensors are renamed by `rename` (which must rename
+/// `expect`), and runs both on one sequence of `stride`-spaced ids.
+fn exports_of_renamed_weights(
+    arch: &str,
+    rename: impl Fn(String) -> String,
+    expect: &str,
+    stride: i64,
+) -> (Pass, Pass) {
+    let fixture = crate::support::fixtures().join("tiny").join(arch);
+    let renamed = TempDir::new(&format!("{arch}-renamed"));
     std::fs::copy(
         fixture.join("config.json"),
         renamed.path().join("config.json"),
@@ -480,26 +481,44 @@ fn gpt_neox_unembedding_under_either_name() {
     let weights: crate::support::Tensors =
         crate::support::read_safetensors(&fixture.join("model.safetensors"))
             .into_iter()
-            .map(|(name, e)| {
-                let name = if name == "embed_out.weight" {
-                    "lm_head.weight".to_string()
-                } else {
-                    name
-                };
-                (name, (e.shape.clone(), e.f32().to_vec()))
-            })
+            .map(|(name, e)| (rename(name), (e.shape.clone(), e.f32().to_vec())))
             .collect();
-    assert!(weights.contains_key("lm_head.weight"));
+    assert!(
+        weights.contains_key(expect),
+        "{expect} not among the renamed"
+    );
     crate::support::write_safetensors(&renamed.path().join("model.safetensors"), &weights);
-    let (a, b) = (TempDir::new("neox-a"), TempDir::new("neox-b"));
+    let (a, b) = (
+        TempDir::new(&format!("{arch}-a")),
+        TempDir::new(&format!("{arch}-b")),
+    );
     export(&ExportOptions::new(&fixture, a.path())).unwrap();
     export(&ExportOptions::new(renamed.path(), b.path())).unwrap();
-    let ids: Vec<i64> = (0..7).map(|i| i * 31 % 256).collect();
+    let ids: Vec<i64> = (0..7).map(|i| i * stride % 256).collect();
     let pos: Vec<i64> = (0..7).collect();
     let (mut ra, mut rb) = (Runner::open(a.path()), Runner::open(b.path()));
     let (mut ca, mut cb) = (ra.empty_cache(), rb.empty_cache());
     let pa = ra.forward(1, &ids, &[1; 7], &pos, &mut ca);
     let pb = rb.forward(1, &ids, &[1; 7], &pos, &mut cb);
+    (pa, pb)
+}
+
+/// A GPT-NeoX checkpoint written from transformers 5's in-memory names calls its unembedding
+/// `lm_head` where the hub's checkpoints say `embed_out`: both export to the same model.
+#[test]
+fn gpt_neox_unembedding_under_either_name() {
+    let (pa, pb) = exports_of_renamed_weights(
+        "gpt_neox",
+        |name| {
+            if name == "embed_out.weight" {
+                "lm_head.weight".to_string()
+            } else {
+                name
+            }
+        },
+        "lm_head.weight",
+        31,
+    );
     assert_eq!(pa.logits, pb.logits);
 }
 
@@ -507,35 +526,15 @@ fn gpt_neox_unembedding_under_either_name() {
 /// `transformer.` prefix (`h.0.…`, `word_embeddings.weight`): they export as the prefixed ones.
 #[test]
 fn bloom_checkpoint_without_the_base_model_prefix() {
-    let fixture = crate::support::fixtures().join("tiny/bloom");
-    let short = TempDir::new("bloom-short");
-    std::fs::copy(
-        fixture.join("config.json"),
-        short.path().join("config.json"),
-    )
-    .unwrap();
-    let weights: crate::support::Tensors =
-        crate::support::read_safetensors(&fixture.join("model.safetensors"))
-            .into_iter()
-            .map(|(name, e)| {
-                let name = name
-                    .strip_prefix("transformer.")
-                    .unwrap_or(&name)
-                    .to_string();
-                (name, (e.shape.clone(), e.f32().to_vec()))
-            })
-            .collect();
-    assert!(weights.contains_key("h.0.self_attention.query_key_value.weight"));
-    crate::support::write_safetensors(&short.path().join("model.safetensors"), &weights);
-    let (a, b) = (TempDir::new("bloom-a"), TempDir::new("bloom-b"));
-    export(&ExportOptions::new(&fixture, a.path())).unwrap();
-    export(&ExportOptions::new(short.path(), b.path())).unwrap();
-    let ids: Vec<i64> = (0..7).map(|i| i * 37 % 256).collect();
-    let pos: Vec<i64> = (0..7).collect();
-    let (mut ra, mut rb) = (Runner::open(a.path()), Runner::open(b.path()));
-    let (mut ca, mut cb) = (ra.empty_cache(), rb.empty_cache());
-    let pa = ra.forward(1, &ids, &[1; 7], &pos, &mut ca);
-    let pb = rb.forward(1, &ids, &[1; 7], &pos, &mut cb);
+    let (pa, pb) = exports_of_renamed_weights(
+        "bloom",
+        |name| {
+            name.strip_prefix("transformer.")
+                .map_or(name.clone(), str::to_string)
+        },
+        "h.0.self_attention.query_key_value.weight",
+        37,
+    );
     assert_eq!(pa.logits, pb.logits);
     assert_eq!(pa.residuals, pb.residuals);
 }
