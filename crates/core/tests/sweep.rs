@@ -5,9 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
+use xlpatch_core::Error;
+use xlpatch_core::abi::loader::Registry;
 use xlpatch_core::config::{Method, Setting, SweepConfig};
 use xlpatch_core::results::{JSONL_FILE, Row, merge, read_rows};
-use xlpatch_core::sweep::{Shard, format_summary, run, summarize};
+use xlpatch_core::sweep::{Outcome, Shard, format_summary, run, summarize};
 
 use xlpatch_testkit::{LANGS, series};
 
@@ -28,6 +30,18 @@ fn config(series: &Path) -> SweepConfig {
         allow_beyond_context: true,
         ..SweepConfig::default()
     }
+}
+
+/// Runs (or resumes) the whole sweep of `config` into `out`, paths taken as written.
+fn sweep_into(config: &SweepConfig, registry: &Registry, out: &Path) -> Result<Outcome, Error> {
+    run(
+        config,
+        registry,
+        Path::new("/"),
+        out,
+        Shard::default(),
+        &mut |_| {},
+    )
 }
 
 fn sorted(mut rows: Vec<Row>) -> Vec<Row> {
@@ -68,9 +82,7 @@ fn a_sweep_writes_rows_resumes_and_shards() {
     let config = config(&series);
     let base = Path::new("/");
     // The whole sweep of `config` into `dir`.
-    let sweep = |config: &SweepConfig, dir: &Path| {
-        run(config, &registry, base, dir, Shard::default(), &mut |_| {}).unwrap()
-    };
+    let sweep = |config: &SweepConfig, dir: &Path| sweep_into(config, &registry, dir).unwrap();
 
     // The whole sweep.
     let full = root.path().join("full");
@@ -227,15 +239,7 @@ fn a_sweep_writes_rows_resumes_and_shards() {
         seed: 1,
         ..config.clone()
     };
-    let err = run(
-        &other,
-        &registry,
-        base,
-        &full,
-        Shard::default(),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let err = sweep_into(&other, &registry, &full).unwrap_err();
     assert!(err.to_string().contains("another sweep"), "{err}");
 }
 
@@ -251,10 +255,7 @@ fn a_prompt_set_replays_exactly() {
         concept_pairs: 2,
         ..config(&series)
     };
-    let base = Path::new("/");
-    let sweep = |config: &SweepConfig, dir: &Path| {
-        run(config, &registry, base, dir, Shard::default(), &mut |_| {}).unwrap()
-    };
+    let sweep = |config: &SweepConfig, dir: &Path| sweep_into(config, &registry, dir).unwrap();
     let first = root.path().join("first");
     sweep(&config, &first);
     let prompts = first.join("prompts.jsonl");
@@ -276,16 +277,9 @@ fn a_prompt_set_replays_exactly() {
         settings: vec![Setting::Tgt, Setting::EnEn],
         ..replay.clone()
     };
-    let err = run(
-        &more,
-        &registry,
-        base,
-        &root.path().join("x"),
-        Shard::default(),
-        &mut |_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let err = sweep_into(&more, &registry, &root.path().join("x"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no source prompt of setting en_en"), "{err}");
     let torn = root.path().join("torn.jsonl");
     let text = std::fs::read_to_string(&prompts).unwrap();
@@ -294,16 +288,9 @@ fn a_prompt_set_replays_exactly() {
         prompts: Some(torn.display().to_string()),
         ..replay
     };
-    let err = run(
-        &broken,
-        &registry,
-        base,
-        &root.path().join("y"),
-        Shard::default(),
-        &mut |_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let err = sweep_into(&broken, &registry, &root.path().join("y"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("torn.jsonl") && err.contains("line "), "{err}");
 }
 
@@ -315,19 +302,11 @@ fn a_series_of_mixed_models_is_refused() {
     let registry = registry();
     let root = tempfile::tempdir().unwrap();
     let series = series(root.path());
-    let base = Path::new("/");
     let refused = |what: &str, dir: &Path| {
         let out = root.path().join(format!("out-{what}"));
-        let err = run(
-            &config(&series),
-            &registry,
-            base,
-            &out,
-            Shard::default(),
-            &mut |_| {},
-        )
-        .unwrap_err()
-        .to_string();
+        let err = sweep_into(&config(&series), &registry, &out)
+            .unwrap_err()
+            .to_string();
         assert!(
             !out.exists(),
             "{what}: the refused sweep wrote {}",
@@ -391,7 +370,6 @@ fn prompts_beyond_the_context_length_are_refused_unless_allowed() {
     let registry = registry();
     let root = tempfile::tempdir().unwrap();
     let series = series(root.path());
-    let base = Path::new("/");
     let small = SweepConfig {
         settings: vec![Setting::Tgt, Setting::Unpatched],
         concept_pairs: 1,
@@ -403,16 +381,9 @@ fn prompts_beyond_the_context_length_are_refused_unless_allowed() {
         ..small.clone()
     };
     let out = root.path().join("strict");
-    let err = run(
-        &strict,
-        &registry,
-        base,
-        &out,
-        Shard::default(),
-        &mut |_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let err = sweep_into(&strict, &registry, &out)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("tokens (+1 generated) but ")
             && err.contains(&series.join("step_1").display().to_string())
@@ -423,15 +394,7 @@ fn prompts_beyond_the_context_length_are_refused_unless_allowed() {
     );
     assert!(!out.exists(), "the refused sweep wrote {}", out.display());
 
-    let outcome = run(
-        &small,
-        &registry,
-        base,
-        &root.path().join("allowed"),
-        Shard::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let outcome = sweep_into(&small, &registry, &root.path().join("allowed")).unwrap();
     assert_eq!(outcome.ran, 2);
     assert_eq!(outcome.warnings.len(), 1, "{:?}", outcome.warnings);
     assert!(
@@ -447,15 +410,7 @@ fn prompts_beyond_the_context_length_are_refused_unless_allowed() {
         assert!(text.contains("\"context_length\": 128,"), "{text}");
         std::fs::write(&path, text.replace("\"context_length\": 128,", "")).unwrap();
     }
-    let outcome = run(
-        &strict,
-        &registry,
-        base,
-        &root.path().join("old"),
-        Shard::default(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let outcome = sweep_into(&strict, &registry, &root.path().join("old")).unwrap();
     assert_eq!(outcome.ran, 2);
     assert_eq!(outcome.warnings.len(), 1, "{:?}", outcome.warnings);
     assert!(
@@ -490,18 +445,10 @@ fn nan_weights_fail_the_unit_naming_checkpoint_prompt_and_layer() {
         ..config(&series)
     };
     let out = root.path().join("out");
-    let base = Path::new("/");
     for attempt in ["first run", "resume"] {
-        let err = run(
-            &config,
-            &registry,
-            base,
-            &out,
-            Shard::default(),
-            &mut |_| {},
-        )
-        .unwrap_err()
-        .to_string();
+        let err = sweep_into(&config, &registry, &out)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("step_2: ")
                 && err.contains("NaN")
@@ -545,10 +492,7 @@ fn a_replay_uses_the_files_metric_ids_and_checks_its_tokenizer() {
         concept_pairs: 2,
         ..config(&series)
     };
-    let base = Path::new("/");
-    let sweep = |config: &SweepConfig, dir: &Path| {
-        run(config, &registry, base, dir, Shard::default(), &mut |_| {})
-    };
+    let sweep = |config: &SweepConfig, dir: &Path| sweep_into(config, &registry, dir);
     let first = root.path().join("first");
     sweep(&config, &first).unwrap();
     let lines = prompt_lines(&first.join("prompts.jsonl"));
@@ -715,7 +659,6 @@ fn generation_stops_as_configured() {
     let registry = registry();
     let root = tempfile::tempdir().unwrap();
     let series = series(root.path());
-    let base = Path::new("/");
     let max = 8;
     let mut by_rule = Vec::new();
     for stop in [Stop::Quote, Stop::Eos, Stop::MaxNewTokens] {
@@ -731,15 +674,7 @@ fn generation_stops_as_configured() {
             };
             assert_eq!(SweepConfig::from_toml(&config.to_toml()).unwrap(), config);
             let dir = root.path().join(format!("{stop:?}-{method:?}"));
-            run(
-                &config,
-                &registry,
-                base,
-                &dir,
-                Shard::default(),
-                &mut |_| {},
-            )
-            .unwrap();
+            sweep_into(&config, &registry, &dir).unwrap();
             per_method.push(sorted(read_rows(&dir).unwrap()));
         }
         assert_same_rows(&per_method[1], &per_method[0]);
@@ -789,22 +724,14 @@ fn start_layers_and_plugin_params() {
     let registry = registry();
     let root = tempfile::tempdir().unwrap();
     let series = series(root.path());
-    let base = Path::new("/");
     let config = SweepConfig {
         settings: vec![Setting::SelfCopy, Setting::Unpatched],
         concept_pairs: 2,
         ..config(&series)
     };
     let sweep = |config: &SweepConfig, dir: &str| {
-        run(
-            config,
-            &registry,
-            base,
-            &root.path().join(dir),
-            Shard::default(),
-            &mut |_| {},
-        )
-        .map(|_| sorted(read_rows(&root.path().join(dir)).unwrap()))
+        sweep_into(config, &registry, &root.path().join(dir))
+            .map(|_| sorted(read_rows(&root.path().join(dir)).unwrap()))
     };
     let all = sweep(&config, "all").unwrap();
     // The series' checkpoints have 6 layers each; "1..3" is in both.
