@@ -126,6 +126,39 @@ fn local() -> &'static PathBuf {
     })
 }
 
+/// The most bytes seen at once under some directories, sampled every millisecond on a thread
+/// until [`DiskPeak::stop`].
+struct DiskPeak {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl DiskPeak {
+    fn sample(dirs: Vec<PathBuf>) -> DiskPeak {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (stop, peak) = (stop.clone(), peak.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let now = dirs.iter().map(|d| bytes_under(d)).sum();
+                    peak.fetch_max(now, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        };
+        DiskPeak { stop, peak, thread }
+    }
+
+    /// Stops sampling; the peak in bytes.
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
 fn bytes_under(dir: &Path) -> u64 {
     let Ok(list) = std::fs::read_dir(dir) else {
         return 0;
@@ -187,22 +220,7 @@ fn a_hub_series_is_listed_swept_pipelined_and_cleaned_up_and_equals_a_local_swee
     let cfg = config(tmp.path(), "hub.toml", std::slice::from_ref(&spec));
     let out = tmp.path().join("out");
     hub.corrupt("step_256", "model.safetensors", 1);
-    let stop = Arc::new(AtomicBool::new(false));
-    let peak = Arc::new(AtomicU64::new(0));
-    let sampler = {
-        let (stop, peak, home, work) = (
-            stop.clone(),
-            peak.clone(),
-            home.clone(),
-            out.join(".series"),
-        );
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                peak.fetch_max(bytes_under(&home) + bytes_under(&work), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        })
-    };
+    let sampler = DiskPeak::sample(vec![home.clone(), out.join(".series")]);
     let start = Instant::now();
     let (so, se) = run_ok(xlpatch(&hub, &home).args([
         "sweep",
@@ -212,8 +230,7 @@ fn a_hub_series_is_listed_swept_pipelined_and_cleaned_up_and_equals_a_local_swee
         out.to_str().unwrap(),
     ]));
     let secs = start.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    sampler.join().unwrap();
+    let peak = sampler.stop();
     assert!(
         so.contains("4 checkpoints swept, 0 resumed (download and export overlapped the sweep)"),
         "{so}"
@@ -274,7 +291,6 @@ fn a_hub_series_is_listed_swept_pipelined_and_cleaned_up_and_equals_a_local_swee
                 .sum::<u64>()
         })
         .sum();
-    let peak = peak.load(Ordering::Relaxed);
     eprintln!(
         "MEASURED pipelined series of 4: peak {peak} bytes on disk (cache + work), all checkpoints {all} bytes, {secs:.1} s"
     );
@@ -503,26 +519,9 @@ fn identical_checkpoints_are_reported_and_a_small_budget_is_refused_up_front() {
     );
 
     // A budget for one checkpoint but not two: one at a time; the duplicates in the record.
-    let stop = Arc::new(AtomicBool::new(false));
-    let peak = Arc::new(AtomicU64::new(0));
-    let sampler = {
-        let (stop, peak, home, work) = (
-            stop.clone(),
-            peak.clone(),
-            home.clone(),
-            out.join(".series"),
-        );
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                peak.fetch_max(bytes_under(&home) + bytes_under(&work), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        })
-    };
+    let sampler = DiskPeak::sample(vec![home.clone(), out.join(".series")]);
     let (so, se) = run_ok(&mut sweep(&["--disk-budget", "5M"]));
-    stop.store(true, Ordering::Relaxed);
-    sampler.join().unwrap();
-    let peak = peak.load(Ordering::Relaxed);
+    let peak = sampler.stop();
     eprintln!("MEASURED one-at-a-time series of 3 under --disk-budget 5M: peak {peak} bytes");
     assert!(peak <= 5_000_000, "the budget held: peak {peak}");
     assert!(se.contains("one at a time, no overlap"), "{se}");
