@@ -39,7 +39,6 @@ mod error;
 mod gguf;
 mod graph;
 mod model;
-mod onnx;
 mod ops;
 mod read;
 mod safetensors;
@@ -47,6 +46,9 @@ mod safetensors;
 mod testutil;
 mod tokenizer;
 mod weights;
+
+// The messages live in their own crate, shared with the candle backend that reads them.
+use xlpatch_onnx_proto as onnx;
 
 use std::path::{Path, PathBuf};
 

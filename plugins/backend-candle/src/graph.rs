@@ -463,13 +463,22 @@ mod tests {
                     f32_init("w", &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]),
                     f32_init("b", &[0.5, -0.5, 1.0], &[3]),
                 ],
-                input: vec![ValueInfoProto { name: "x".into() }],
-                output: vec![ValueInfoProto { name: "y".into() }],
+                input: vec![value_info("x")],
+                output: vec![value_info("y")],
+                ..Default::default()
             }),
+            ..Default::default()
         };
         let path = dir.join("g.onnx");
         std::fs::write(&path, model.encode_to_vec()).unwrap();
         path
+    }
+
+    fn value_info(name: &str) -> ValueInfoProto {
+        ValueInfoProto {
+            name: name.into(),
+            ..Default::default()
+        }
     }
 
     fn node(op: &str, inputs: &[&str], out: &str) -> NodeProto {

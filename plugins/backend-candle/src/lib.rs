@@ -17,8 +17,10 @@
 //! - `verify`: check every file against the manifest's sha256 (default `true`).
 
 mod graph;
-mod onnx;
 mod ops;
+
+// The messages the exporter writes, from the crate it writes them with.
+use xlpatch_onnx_proto as onnx;
 
 use std::path::PathBuf;
 

@@ -1,9 +1,9 @@
-//! A hand-written subset of `onnx.proto3` as `prost` messages: what the exporter writes.
+//! A hand-written subset of `onnx.proto3` as `prost` messages: what the exporter writes and
+//! what the candle backend reads. One definition, so that writer and reader cannot drift apart.
 //!
-//! Field numbers follow `onnx/onnx.proto3` exactly; fields the exporter never sets are left out
-//! (a decoder skips unknown fields, so leaving them out loses nothing on the write side).
-
-#![allow(dead_code)]
+//! Field numbers follow `onnx/onnx.proto3` exactly; fields neither side uses are left out (a
+//! decoder skips unknown fields, so leaving them out loses nothing). Hand-written rather than
+//! generated from the `.proto` file so that building needs no `protoc`.
 
 /// `TensorProto.DataType` values used here.
 pub mod data_type {
@@ -189,6 +189,9 @@ pub struct TensorProto {
     /// Float elements (when not in `raw_data`).
     #[prost(float, repeated, tag = "4")]
     pub float_data: Vec<f32>,
+    /// Typed data of int32 (and narrower) tensors, written by other exporters.
+    #[prost(int32, repeated, tag = "5")]
+    pub int32_data: Vec<i32>,
     /// Int64 elements (when not in `raw_data`).
     #[prost(int64, repeated, tag = "7")]
     pub int64_data: Vec<i64>,
