@@ -37,8 +37,8 @@ cargo xtask bench [--reps N] [--targets N] [--threads N] [--models fixture,gemma
   --threads N     intra-op threads of both sides (default 1; see BENCHMARKS.md)
   --models LIST   which models, comma-separated: fixture (the fixture series' final
                   checkpoint), gemma (Gemma-3-270M) (default: both)
-  --xlpatch PATH  run this xlpatch binary (with its plugins/ beside it) instead of building
-                  the checkout's: a before/after comparison on one machine state
+  --xlpatch PATH  run this prebuilt xlpatch binary (with its plugins/ beside it) instead of
+                  building the checkout's: a before/after comparison on one machine state
 ";
 
 /// The probability columns every results row has (`metric_ids` in `prompts.jsonl` names the
@@ -116,12 +116,15 @@ pub(crate) fn bench(p: &mut Parser) -> Result<()> {
     let opts = Options::parse(p)?;
     let python = python_env()?;
     let ort = ort::ensure()?;
-    plugins::build(true)?;
-    run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
     let xlpatch = match &opts.xlpatch {
+        // A prebuilt binary: nothing is built (its plugins are those beside it).
         Some(bin) if bin.is_file() => bin.clone(),
         Some(bin) => bail!("--xlpatch {}: no such file", bin.display()),
-        None => target_dir()?.join("release/xlpatch"),
+        None => {
+            plugins::build(true)?;
+            run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
+            target_dir()?.join("release/xlpatch")
+        }
     };
     let out = target_dir()?.join("bench");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;

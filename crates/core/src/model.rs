@@ -284,10 +284,24 @@ impl Model {
     /// Logits `[rows, vocab]` of residual rows `[rows, d]`, in head calls of at most
     /// [`Model::head_rows`] rows each.
     pub fn logits(&mut self, rows: &[f32]) -> Result<Vec<f32>, Error> {
+        let mut logits = Vec::new();
+        self.logits_into(rows, &mut logits)?;
+        Ok(logits)
+    }
+
+    /// [`Model::logits`] into `logits`, reusing its memory: a generation step's logits are
+    /// up to [`HEAD_BYTES`], and a fresh buffer of that size each step costs the kernel's
+    /// zeroing of every page (measured: a third of a sweep's time on Gemma-3-270M).
+    pub fn logits_into(&mut self, rows: &[f32], logits: &mut Vec<f32>) -> Result<(), Error> {
         let d = self.info.d_model as usize;
         let n = rows.len() / d;
         let v = self.info.vocab as usize;
-        let mut logits = vec![0f32; n * v];
+        // Every element is written by the head; only grown memory is filled first.
+        if logits.len() > n * v {
+            logits.truncate(n * v);
+        } else {
+            logits.resize(n * v, 0.0);
+        }
         let most = self.head_rows();
         for (x, out) in rows.chunks(most * d).zip(logits.chunks_mut(most * v)) {
             let k = x.len() / d;
@@ -296,7 +310,7 @@ impl Model {
                 TensorMut::new(out, &[1, k, v])?,
             )?;
         }
-        Ok(logits)
+        Ok(())
     }
 
     /// The most rows one head call takes: as many as [`HEAD_BYTES`] of logits hold, or

@@ -104,6 +104,8 @@ pub fn generate_grouped(
         chunks.extend(rows.chunks(GENERATION_BATCH).map(<[_]>::to_vec));
     }
     let mut batches = Vec::with_capacity(chunks.len());
+    // The first logits of every chunk's rows, chunk after chunk.
+    let mut logits: Vec<f32> = Vec::with_capacity(all_rows(&chunks) * vocab);
     for chunk in &chunks {
         let lens: Vec<usize> = chunk.iter().map(|&(i, _)| runs[i].len).collect();
         let width = lens.iter().copied().max().unwrap_or(0);
@@ -129,20 +131,24 @@ pub fn generate_grouped(
                 kv
             })
             .collect();
-        let logits: Vec<f32> = chunk
-            .iter()
-            .flat_map(|&(i, j)| &runs[i].logits[j * vocab..(j + 1) * vocab])
-            .copied()
-            .collect();
-        batches.push((Greedy::new(caches, &lens), logits));
+        logits.extend(
+            chunk
+                .iter()
+                .flat_map(|&(i, j)| &runs[i].logits[j * vocab..(j + 1) * vocab]),
+        );
+        batches.push(Greedy::new(caches, &lens));
     }
-    let gens = greedy_waves(model, batches, generation)?;
+    let gens = greedy_waves(model, batches, logits, generation)?;
     for (chunk, gens) in chunks.iter().zip(gens) {
         for (&(i, j), g) in chunk.iter().zip(gens) {
             out[i][j] = g;
         }
     }
     Ok(out)
+}
+
+fn all_rows(chunks: &[Vec<(usize, usize)>]) -> usize {
+    chunks.iter().map(Vec::len).sum()
 }
 
 /// The most rows [`generate_many`] runs through one block call.
@@ -159,42 +165,55 @@ pub(super) fn greedy_batch(
     logits: Vec<f32>,
     generation: &Generation<'_>,
 ) -> Result<Vec<Vec<u32>>, Error> {
-    let mut gens = greedy_waves(model, vec![(Greedy::new(caches, lens), logits)], generation)?;
+    let mut gens = greedy_waves(model, vec![Greedy::new(caches, lens)], logits, generation)?;
     Ok(gens.pop().expect("one batch, one result"))
 }
 
 /// Greedy generation of several batches in waves: each step takes every batch's next tokens,
 /// runs each batch's blocks on its own, then computes the next logits of all batches' rows
-/// in one head call (split only by [`Model::head_rows`]). Returns each batch's rows' tokens.
+/// in one head call (split only by [`Model::head_rows`]). `logits` holds the first logits of
+/// every batch's rows, batch after batch, and is reused for every step's. Returns each
+/// batch's rows' tokens.
 fn greedy_waves(
     model: &mut Model,
-    batches: Vec<(Greedy, Vec<f32>)>,
+    mut states: Vec<Greedy>,
+    mut logits: Vec<f32>,
     generation: &Generation<'_>,
 ) -> Result<Vec<Vec<Vec<u32>>>, Error> {
     let vocab = model.info().vocab as usize;
-    let (mut states, mut logits): (Vec<Greedy>, Vec<Vec<f32>>) = batches.into_iter().unzip();
+    // Each batch's first row in `logits`.
+    let mut first: Vec<usize> = states
+        .iter()
+        .scan(0, |at, s| {
+            let here = *at;
+            *at += s.active.len();
+            Some(here)
+        })
+        .collect();
+    let mut hidden: Vec<f32> = Vec::new();
     if generation.max_new > 0 {
         loop {
             // Every batch still generating takes its tokens and runs its blocks.
-            let mut hidden: Vec<f32> = Vec::new();
-            let mut owners: Vec<(usize, usize)> = Vec::new();
+            hidden.clear();
+            let mut rows = 0;
             for (b, state) in states.iter_mut().enumerate() {
-                if state.active.is_empty() || !state.take(&logits[b], vocab, generation) {
+                let n = state.active.len();
+                if n == 0 {
                     continue;
                 }
-                let h = state.advance(model)?;
-                owners.push((b, state.active.len()));
-                hidden.extend(h);
+                let mine = &logits[first[b] * vocab..(first[b] + n) * vocab];
+                if !state.take(mine, vocab, generation) {
+                    continue;
+                }
+                hidden.extend(state.advance(model)?);
+                first[b] = rows;
+                rows += state.active.len();
             }
-            if owners.is_empty() {
+            if rows == 0 {
                 break;
             }
             // One head for the rows of all of them.
-            let all = model.logits(&hidden)?;
-            let mut rows = all.chunks_exact(vocab);
-            for (b, n) in owners {
-                logits[b] = rows.by_ref().take(n).flatten().copied().collect();
-            }
+            model.logits_into(&hidden, &mut logits)?;
         }
     }
     Ok(states.into_iter().map(|s| s.gens).collect())
