@@ -27,11 +27,18 @@ const BATCH_BYTES: usize = 2 << 30;
 /// ([`Model::head_rows`], 256 rows) at 15 units of one setting.
 const HEAD_UNITS: usize = 16;
 
+/// The unembedding size from which units share head calls: larger than the last-level cache
+/// of the CPUs measured (32 MiB), so every head call streams it from memory. A smaller one
+/// (the fixture series' is 0.6 MB) stays in cache, and sharing its calls would only delay
+/// the rows.
+const STREAMED_HEAD_BYTES: usize = 64 << 20;
+
 /// How many units run together. Their head calls are shared (the unembedding streamed once
 /// per call for the rows of all of them, issue 19), so enough units to fill
-/// [`Model::head_rows`] with one row per start layer and setting, at most [`HEAD_UNITS`];
-/// at least [`SweepConfig::target_batch`], whose units also share block calls; fewer when
-/// their kept caches and distributions would pass [`BATCH_BYTES`].
+/// [`Model::head_rows`] with one row per start layer and setting, at most [`HEAD_UNITS`],
+/// when the unembedding passes [`STREAMED_HEAD_BYTES`]; at least
+/// [`SweepConfig::target_batch`], whose units also share block calls; fewer when their kept
+/// caches and distributions would pass [`BATCH_BYTES`].
 pub(super) fn units_per_batch(
     config: &SweepConfig,
     model: &Model,
@@ -56,7 +63,12 @@ pub(super) fn units_per_batch(
     let rows = config.settings.len() * layers;
     let per_row = layers * 2 * kv * longest * hd + 2 * vocab;
     let per_unit = rows * per_row * 4;
-    let fill = model.head_rows().div_ceil(rows.max(1)).min(HEAD_UNITS);
+    let streamed = vocab * info.d_model as usize * 4 >= STREAMED_HEAD_BYTES;
+    let fill = if streamed {
+        model.head_rows().div_ceil(rows.max(1)).min(HEAD_UNITS)
+    } else {
+        1
+    };
     (BATCH_BYTES / per_unit.max(1)).clamp(1, fill.max(config.target_batch).max(1))
 }
 
