@@ -9,7 +9,10 @@
 //! `prompts.jsonl`. It prints, per model, the median wall time per target of each side, their
 //! ratio, the whole commands' times, the largest difference of any probability column of any
 //! row, and how many greedy generations are identical (listing the others with the top-2
-//! logit gap of the step where they part: a near-tie explains a flip). The table is also
+//! logit gap of the step where they part: a near-tie explains a flip). Beside the ratio it
+//! reports xlpatch's achieved GFLOP/s per target (the FLOPs of blocks and head that
+//! `flops.rs` counts, over the target's wall time) against the machine's float32 GEMM rate,
+//! measured in the same run by `bench/python/gemm_peak.py` (issue 19). The tables are also
 //! written to `target/bench/summary.md`.
 //!
 //! The Python environment is the project's `.cache/py` (git-ignored; torch alone is about
@@ -26,16 +29,19 @@ use anyhow::{Context, Result, bail};
 use lexopt::{Arg, Parser, ValueExt as _};
 use serde_json::Value;
 
+use crate::flops::{self, Shape, Work};
 use crate::{args, cargo, fixtures, gemma, ort, plugins, root, run, target_dir};
 
 const USAGE: &str = "\
-cargo xtask bench [--reps N] [--targets N] [--threads N] [--models fixture,gemma]
+cargo xtask bench [--reps N] [--targets N] [--threads N] [--models fixture,gemma] [--xlpatch PATH]
 
   --reps N        repetitions, each a fresh xlpatch sweep and a Python run (default 3)
   --targets N     target prompts (concept pairs) per model (default 4)
   --threads N     intra-op threads of both sides (default 1; see BENCHMARKS.md)
   --models LIST   which models, comma-separated: fixture (the fixture series' final
                   checkpoint), gemma (Gemma-3-270M) (default: both)
+  --xlpatch PATH  run this prebuilt xlpatch binary (with its plugins/ beside it) instead of
+                  building the checkout's: a before/after comparison on one machine state
 ";
 
 /// The probability columns every results row has (`metric_ids` in `prompts.jsonl` names the
@@ -56,6 +62,8 @@ struct Options {
     /// work, two threads per side measured 4-8× slower on both sides (oversubscription).
     threads: usize,
     models: Vec<String>,
+    /// A prebuilt `xlpatch` to measure instead of the checkout's release build.
+    xlpatch: Option<PathBuf>,
 }
 
 impl Options {
@@ -65,6 +73,7 @@ impl Options {
             targets: 4,
             threads: 1,
             models: vec!["fixture".into(), "gemma".into()],
+            xlpatch: None,
         };
         while let Some(arg) = p.next()? {
             match arg {
@@ -86,6 +95,7 @@ impl Options {
                         bail!("unknown model {bad:?} (fixture, gemma)\n\n{USAGE}");
                     }
                 }
+                Arg::Long("xlpatch") => o.xlpatch = Some(p.value()?.into()),
                 other => args::unexpected(other, USAGE)?,
             }
         }
@@ -109,9 +119,16 @@ pub(crate) fn bench(p: &mut Parser) -> Result<()> {
     let opts = Options::parse(p)?;
     let python = python_env()?;
     let ort = ort::ensure()?;
-    plugins::build(true)?;
-    run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
-    let xlpatch = target_dir()?.join("release/xlpatch");
+    let xlpatch = match &opts.xlpatch {
+        // A prebuilt binary: nothing is built (its plugins are those beside it).
+        Some(bin) if bin.is_file() => bin.clone(),
+        Some(bin) => bail!("--xlpatch {}: no such file", bin.display()),
+        None => {
+            plugins::build(true)?;
+            run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
+            target_dir()?.join("release/xlpatch")
+        }
+    };
     let out = target_dir()?.join("bench");
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
 
@@ -249,6 +266,10 @@ struct ModelResult {
     xl_command: Vec<f64>,
     py_command: Vec<f64>,
     compare: Comparison,
+    /// Per target of every repetition: its counted work and xlpatch's seconds for it.
+    work: Vec<(Work, f64)>,
+    /// The machine's float32 matrix-product rate (GFLOP/s), measured once per repetition.
+    peak: Vec<f64>,
 }
 
 /// Where the two sides' rows agree and where not.
@@ -331,7 +352,10 @@ fn bench_model(
         xl_command: Vec::new(),
         py_command: Vec::new(),
         compare: Comparison::default(),
+        work: Vec::new(),
+        peak: Vec::new(),
     };
+    let shape = Shape::from_manifest(&read_json(&subject.export.join("manifest.json"))?)?;
     let mut prompts_seen: Option<String> = None;
     for rep in 0..opts.reps {
         eprintln!("{}: repetition {}/{}", subject.name, rep + 1, opts.reps);
@@ -365,6 +389,41 @@ fn bench_model(
                 .push(t["seconds"].as_f64().context("timings.jsonl: no seconds")?);
         }
         let prompts = xl_out.join("prompts.jsonl");
+        let work = flops::per_target(
+            &shape,
+            &read_jsonl(&prompts)?,
+            &read_jsonl(&xl_out.join("results.jsonl"))?,
+        )?;
+        for t in &timings {
+            let unit = t["unit"].as_str().context("timings.jsonl: no unit")?;
+            let item = unit.split_once('/').map_or(unit, |(_, i)| i);
+            let w = work
+                .get(item)
+                .with_context(|| format!("{}: no rows for {unit}", xl_out.display()))?;
+            result
+                .work
+                .push((*w, t["seconds"].as_f64().unwrap_or(f64::NAN)));
+        }
+        // The machine's matrix-product rate now, under the load the two sides see.
+        let peak = Command::new(python)
+            .current_dir(root())
+            .arg("bench/python/gemm_peak.py")
+            .args(["--threads", &opts.threads.to_string()])
+            .output()
+            .context("cannot run bench/python/gemm_peak.py")?;
+        if !peak.status.success() {
+            bail!(
+                "bench/python/gemm_peak.py failed: {}",
+                String::from_utf8_lossy(&peak.stderr)
+            );
+        }
+        let peak: Value = serde_json::from_slice(&peak.stdout)
+            .context("bench/python/gemm_peak.py: not a JSON line")?;
+        result.peak.push(
+            peak["gflops_best"]
+                .as_f64()
+                .context("bench/python/gemm_peak.py: no gflops_best")?,
+        );
         let text = std::fs::read_to_string(&prompts)
             .with_context(|| format!("cannot read {}", prompts.display()))?;
         match &prompts_seen {
@@ -606,6 +665,52 @@ fn summary(results: &[ModelResult], opts: &Options, before: &str, after: &str) -
          target's whole work (source latents, probabilities and generations for every start \
          layer; model load excluded). Command: the median wall time of the whole command, \
          start-up and model load included. Δp: over every probability column of every row."
+    );
+    let _ = writeln!(
+        s,
+        "\n| model | GFLOP/target (blocks + head) | xlpatch GFLOP/s | per target (min–max) | f32 GEMM peak GFLOP/s | fraction of peak | per target (min–max) |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    for r in results {
+        let gflop = |w: &Work| w.total() / 1e9;
+        let blocks = median(
+            &r.work
+                .iter()
+                .map(|(w, _)| w.blocks / 1e9)
+                .collect::<Vec<_>>(),
+        );
+        let head = median(&r.work.iter().map(|(w, _)| w.head / 1e9).collect::<Vec<_>>());
+        let all: f64 = r.work.iter().map(|(w, _)| gflop(w)).sum();
+        let secs: f64 = r.work.iter().map(|(_, t)| t).sum();
+        let rates: Vec<f64> = r.work.iter().map(|(w, t)| gflop(w) / t).collect();
+        let (lo, hi) = (
+            rates.iter().copied().fold(f64::INFINITY, f64::min),
+            rates.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        );
+        let peak = median(&r.peak);
+        let _ = writeln!(
+            s,
+            "| {} | {:.2} ({:.2} + {:.2}) | {:.1} | {:.1}–{:.1} | {:.1} | {:.0}% | {:.0}–{:.0}% |",
+            r.name,
+            blocks + head,
+            blocks,
+            head,
+            all / secs,
+            lo,
+            hi,
+            peak,
+            100.0 * all / secs / peak,
+            100.0 * lo / peak,
+            100.0 * hi / peak,
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nGFLOP/target: the matrix products a target's work needs, counted from the model's \
+         shapes, the prompts and the generations (xtask/src/flops.rs; medians). xlpatch GFLOP/s: \
+         all targets' FLOPs over their summed wall time (s/target above). Peak: PyTorch's float32 \
+         GEMM (2048², bench/python/gemm_peak.py) at the same threads, best of 7, measured once \
+         per repetition in this run; the median of those."
     );
     for r in results {
         let c = &r.compare;

@@ -15,6 +15,7 @@ use lexopt::Parser;
 mod args;
 mod bench;
 mod fixtures;
+mod flops;
 mod fuzz;
 mod gemma;
 mod gpu;

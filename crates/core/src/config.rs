@@ -395,9 +395,11 @@ pub struct SweepConfig {
     pub method: Method,
     /// Intra-op threads of the backend (0: the runtime decides).
     pub threads: usize,
-    /// Targets (units) computed together: their unpatched runs, source latents, heads and
-    /// greedy generations share backend calls (fewer, larger calls; the results equal those of
-    /// one target at a time to float tolerance), bounded by memory. Default 1: on CPU every
+    /// Targets (units) whose block calls are shared: their unpatched runs, source latents and
+    /// greedy generations run as one batch per block (fewer, larger calls; the results equal
+    /// those of one target at a time to float tolerance), bounded by memory. Head calls are
+    /// shared by the units of a batch whatever this is (enough units to fill
+    /// [`crate::model::HEAD_BYTES`] of logits; see the sweep's `units`). Default 1: on CPU every
     /// block call copies its rows' whole KV caches in and out, so larger calls cost what the
     /// calls they replace did, and a batch generates until its slowest row stops (measured
     /// slower on the fixture series, no consistent gain on Gemma-3-270M at 1.6× the memory);

@@ -11,8 +11,8 @@ use xlpatch_core::abi::PatchStrategy;
 use xlpatch_core::latents::{residuals, residuals_batch};
 use xlpatch_core::model::Model;
 use xlpatch_core::patch::{
-    Baseline, Batching, Generation, Patch, Patched, Scope, generate_many, incremental, naive,
-    patched_many,
+    Baseline, Batching, Generation, Patch, Patched, Scope, generate_grouped, generate_many,
+    incremental, naive, patched, patched_many,
 };
 use xlpatch_core::rng::Rng;
 
@@ -343,4 +343,133 @@ fn targets_together_equal_targets_alone_on_llama() {
 #[test]
 fn targets_together_equal_targets_alone_on_gemma3() {
     targets_together_equal_targets_alone("gemma3");
+}
+
+/// Head calls shared by targets (issue 19: a sweep's unpatched runs, patched start layers and
+/// generation steps of all its targets in one head call each, block calls kept per target)
+/// give every target the rows it gets with head calls of its own: probabilities within
+/// [`TOLERANCE`] and identical generations. The shared side splits its head calls at 3 rows
+/// (so [`Model::head_rows`]'s splitting runs too) and groups targets in twos for their blocks;
+/// the per-target side computes each target alone. Random prompts, positions and latents.
+fn shared_heads_equal_per_target_heads(name: &str, dir: &std::path::Path) {
+    let registry = registry();
+    let model = std::cell::RefCell::new(open(&registry, dir));
+    let strategy = registry
+        .get("patch-replace")
+        .and_then(|p| p.patch_strategy(&[]))
+        .unwrap();
+    let vocab = model.borrow().info().vocab;
+    let stop = |id: u32| id.is_multiple_of(13);
+    let generation = Generation {
+        max_new: 6,
+        stop: &stop,
+    };
+    let mut runner = TestRunner::new(Config {
+        cases: 8,
+        failure_persistence: persisted("patch"),
+        ..Config::default()
+    });
+    let cases = prop::collection::vec(
+        (
+            prop::collection::vec(0..vocab, 2..16),
+            any::<prop::sample::Index>(),
+            any::<u64>(),
+        ),
+        2..6,
+    );
+    let worst = std::cell::Cell::new(0f32);
+    runner
+        .run(&cases, |targets| {
+            let full = model.borrow().head_rows();
+            let model = &mut *model.borrow_mut();
+            let latents: Vec<Vec<f32>> = targets
+                .iter()
+                .map(|(_, _, seed)| latent(model, *seed, 4.0))
+                .collect();
+            let patches: Vec<Patch<'_>> = targets
+                .iter()
+                .zip(&latents)
+                .map(|((ids, at, _), lat)| Patch {
+                    position: at.index(ids.len()),
+                    latent: lat,
+                    scope: Scope::FromLayer,
+                })
+                .collect();
+            // Per target: its own unpatched run, patched runs and generation.
+            let mut alone = Vec::new();
+            for ((ids, _, _), patch) in targets.iter().zip(&patches) {
+                let base = Baseline::run_many(model, &[(None, ids.as_slice())]).unwrap();
+                let base = base.into_iter().next().unwrap();
+                let run = patched(model, &base, patch, &strategy, Batching::Layers, true).unwrap();
+                let gens = generate_many(model, &[&base.unpatched(), &run], &generation).unwrap();
+                alone.push((base, run, gens));
+            }
+            // Shared: heads of at most 3 rows, block calls per pair of targets.
+            model.set_head_rows(3);
+            let prompts: Vec<(Option<&xlpatch_core::prefix::PrefixRun>, &[u32])> = targets
+                .iter()
+                .map(|(ids, _, _)| (None, ids.as_slice()))
+                .collect();
+            let groups: Vec<_> = prompts.chunks(2).collect();
+            let bases = Baseline::run_groups(model, &groups).unwrap();
+            let pairs: Vec<(&Baseline, &Patch<'_>)> = bases.iter().zip(&patches).collect();
+            let runs = patched_many(model, &pairs, &strategy, Batching::Layers, true).unwrap();
+            let unpatched: Vec<Patched> = bases.iter().map(Baseline::unpatched).collect();
+            let refs: Vec<&Patched> = unpatched
+                .iter()
+                .zip(&runs)
+                .flat_map(|(u, r)| [u, r])
+                .collect();
+            let group_of: Vec<usize> = (0..refs.len()).map(|i| i / 2 / 2).collect();
+            let gens = generate_grouped(model, &refs, &group_of, &generation).unwrap();
+            model.set_head_rows(full);
+            for (t, (base, run, own_gens)) in alone.iter().enumerate() {
+                let diff = max_abs_diff(&bases[t].probs(), &base.probs())
+                    .max(max_abs_diff(runs[t].probs(), run.probs()));
+                prop_assert!(
+                    diff <= TOLERANCE,
+                    "{}: target {} differs by {}",
+                    name,
+                    t,
+                    diff
+                );
+                worst.set(worst.get().max(diff));
+                prop_assert_eq!(&gens[2 * t], &own_gens[0], "{}: unpatched generation", name);
+                prop_assert_eq!(
+                    &gens[2 * t + 1],
+                    &own_gens[1],
+                    "{}: patched generations",
+                    name
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+    println!(
+        "{name}: shared vs per-target heads, max |Δp| = {:e}",
+        worst.get()
+    );
+}
+
+#[test]
+fn shared_heads_equal_per_target_heads_on_llama() {
+    shared_heads_equal_per_target_heads("llama", &exported("llama", None));
+}
+
+#[test]
+fn shared_heads_equal_per_target_heads_on_gemma3() {
+    shared_heads_equal_per_target_heads("gemma3", &exported("gemma3", None));
+}
+
+/// The fixture series' last checkpoint: a trained model, whose generations follow its
+/// distributions rather than noise.
+#[test]
+fn shared_heads_equal_per_target_heads_on_the_fixture_series() {
+    let dir = crate::support::repo_root().join("fixtures/series/export/step_2000");
+    assert!(
+        dir.join("manifest.json").is_file(),
+        "the fixture series is missing at {} (it is committed; `cargo xtask fixtures` rebuilds it)",
+        dir.display()
+    );
+    shared_heads_equal_per_target_heads("series step 2000", &dir);
 }

@@ -171,7 +171,7 @@ fn a_sweep_writes_rows_resumes_and_shards() {
 
     // Targets computed together (batches of 2 and 1 per checkpoint) give the same rows, and
     // a batched sweep resumes one that ran one target at a time (the stored config is the
-    // same).
+    // same). The fixture's unembedding is too small for shared head calls to batch more.
     let batched_dir = root.path().join("batched");
     let batched_config = SweepConfig {
         target_batch: 2,

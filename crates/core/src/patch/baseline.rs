@@ -54,11 +54,23 @@ impl Baseline {
 
     /// Unpatched runs of several prompts, each continuing its prefix run if it has one, in
     /// batches of up to [`crate::latents::BATCH`] rows laid out as a [`Continuation`] (one
-    /// backend call per block for a whole batch). Equal to [`Baseline::run`] of each prompt to
-    /// float tolerance.
+    /// backend call per block for a whole batch), and one head for the last rows of all.
+    /// Equal to [`Baseline::run`] of each prompt to float tolerance.
     pub fn run_many(
         model: &mut Model,
         prompts: &[(Option<&PrefixRun>, &[u32])],
+    ) -> Result<Vec<Baseline>, Error> {
+        Baseline::run_groups(model, &[prompts])
+    }
+
+    /// [`Baseline::run_many`] with the block calls split by group: the prompts of one group
+    /// share block calls, those of different groups never do, and one head serves the last
+    /// rows of every group (a sweep keeps each target's blocks to itself, where larger
+    /// left-padded block calls do not pay on the CPU, and streams the unembedding once for
+    /// all its targets). Returns the baselines of all groups in order.
+    pub fn run_groups(
+        model: &mut Model,
+        groups: &[&[(Option<&PrefixRun>, &[u32])]],
     ) -> Result<Vec<Baseline>, Error> {
         let Dims {
             layers: n_layers,
@@ -68,8 +80,9 @@ impl Baseline {
             ..
         } = dims(model);
         let vocab = model.info().vocab as usize;
-        let mut out = Vec::with_capacity(prompts.len());
-        for chunk in prompts.chunks(crate::latents::BATCH) {
+        let mut out = Vec::new();
+        let mut last: Vec<f32> = Vec::new();
+        for chunk in groups.iter().flat_map(|g| g.chunks(crate::latents::BATCH)) {
             if chunk.iter().any(|(_, ids)| ids.is_empty()) {
                 return Err(ShapeError::EmptyPrompt.into());
             }
@@ -85,11 +98,10 @@ impl Baseline {
                 outs.push(h.to_vec());
                 Ok(())
             })?;
-            let last: Vec<f32> = (0..rows.len())
-                .flat_map(|r| &outs[n_layers - 1][(r * t + t - 1) * d..(r * t + t) * d])
-                .copied()
-                .collect();
-            let logits = model.logits(&last)?;
+            last.extend(
+                (0..rows.len())
+                    .flat_map(|r| &outs[n_layers - 1][(r * t + t - 1) * d..(r * t + t) * d]),
+            );
             for (r, &(prefix, ids, _)) in rows.iter().enumerate() {
                 let (keep, pad) = (batch.keep[r], batch.pad(r));
                 let outputs = outs
@@ -112,9 +124,13 @@ impl Baseline {
                         .iter()
                         .map(|p| batch.row_cache(p, r, kv, hd))
                         .collect(),
-                    logits: logits[r * vocab..(r + 1) * vocab].to_vec(),
+                    logits: Vec::new(),
                 });
             }
+        }
+        let logits = model.logits(&last)?;
+        for (base, row) in out.iter_mut().zip(logits.chunks_exact(vocab)) {
+            base.logits = row.to_vec();
         }
         Ok(out)
     }

@@ -25,7 +25,7 @@ mod spec;
 
 pub use baseline::Baseline;
 pub(crate) use generate::stops_from;
-pub use generate::{GENERATION_BATCH, answer_stops, generate_many};
+pub use generate::{GENERATION_BATCH, answer_stops, generate_grouped, generate_many};
 pub use incremental::{Batching, incremental, patched, patched_many};
 pub use naive::naive;
 pub use spec::{Generation, LayerResults, Patch, Patched, Scope};

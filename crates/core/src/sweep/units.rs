@@ -11,7 +11,7 @@ use crate::config::{Method, Setting, SweepConfig, Variant};
 use crate::latents::{Site, combine, residuals_from};
 use crate::model::Model;
 use crate::patch::{
-    Baseline, Batching, Generation, LayerResults, Patch, Patched, generate_many, naive,
+    Baseline, Batching, Generation, LayerResults, Patch, Patched, generate_grouped, naive,
     patched_many,
 };
 use crate::prefix::{PrefixCache, PrefixRun};
@@ -21,8 +21,24 @@ use crate::prompt::Tokenized;
 /// keep their caches and distributions until the batch's generation.
 const BATCH_BYTES: usize = 2 << 30;
 
-/// How many units run together: [`SweepConfig::target_batch`], fewer when their kept caches
-/// and distributions would pass [`BATCH_BYTES`].
+/// The most units one batch holds when filling head calls: a batch's rows are written when
+/// it ends, so more units delay the first rows, the progress report and what an
+/// interruption loses, for little: Gemma-3-270M's head calls are full
+/// ([`Model::head_rows`], 256 rows) at 15 units of one setting.
+const HEAD_UNITS: usize = 16;
+
+/// The unembedding size from which units share head calls: larger than the last-level cache
+/// of the CPUs measured (32 MiB), so every head call streams it from memory. A smaller one
+/// (the fixture series' is 0.6 MB) stays in cache, and sharing its calls would only delay
+/// the rows.
+const STREAMED_HEAD_BYTES: usize = 64 << 20;
+
+/// How many units run together. Their head calls are shared (the unembedding streamed once
+/// per call for the rows of all of them, issue 19), so enough units to fill
+/// [`Model::head_rows`] with one row per start layer and setting, at most [`HEAD_UNITS`],
+/// when the unembedding passes [`STREAMED_HEAD_BYTES`]; at least
+/// [`SweepConfig::target_batch`], whose units also share block calls; fewer when their kept
+/// caches and distributions would pass [`BATCH_BYTES`].
 pub(super) fn units_per_batch(
     config: &SweepConfig,
     model: &Model,
@@ -44,9 +60,16 @@ pub(super) fn units_per_batch(
         + config.max_new_tokens;
     // Rows kept per unit (every start layer of every setting): a key and a value cache per
     // block, logits and probabilities.
+    let rows = config.settings.len() * layers;
     let per_row = layers * 2 * kv * longest * hd + 2 * vocab;
-    let per_unit = config.settings.len() * layers * per_row * 4;
-    (BATCH_BYTES / per_unit.max(1)).clamp(1, config.target_batch.max(1))
+    let per_unit = rows * per_row * 4;
+    let streamed = vocab * info.d_model as usize * 4 >= STREAMED_HEAD_BYTES;
+    let fill = if streamed {
+        model.head_rows().div_ceil(rows.max(1)).min(HEAD_UNITS)
+    } else {
+        1
+    };
+    (BATCH_BYTES / per_unit.max(1)).clamp(1, fill.max(config.target_batch).max(1))
 }
 
 /// A unit's latent for one setting (none: unpatched).
@@ -69,11 +92,14 @@ struct SettingRun {
 
 impl Units<'_> {
     /// The rows of one unit or of several of one checkpoint, computed together (docs/method.md, "Incremental patching"):
-    /// their unpatched runs in one batch per block (each from its shared few-shot prefix), every
-    /// source latent in one batch, the patched runs of each unit and setting with one head call
-    /// for all, and one batched greedy generation for every row of every run. Equal, unit by
+    /// per group of `target_batch` units, their unpatched runs in one batch per block (each
+    /// from its shared few-shot prefix) and their source latents in one batch; the patched
+    /// runs of each unit and setting; a greedy generation whose block calls are per group and
+    /// whose steps advance all groups together. Every head call serves all units: the
+    /// unpatched runs' last rows in one, every start layer of every patched run in one, and
+    /// each generation step's rows in one (split by [`Model::head_rows`]). Equal, unit by
     /// unit, to computing each alone to float tolerance (the sweep test compares batches of 2
-    /// with one unit at a time).
+    /// with one unit at a time; `tests/patch.rs` shared heads with per-target calls).
     pub(super) fn run(
         &self,
         model: &mut Model,
@@ -89,6 +115,8 @@ impl Units<'_> {
         let n_layers = model.info().n_layers as usize;
         let d = model.info().d_model as usize;
         let vocab = model.info().vocab as usize;
+        // Units that share block calls (`target_batch`); all of them share head calls.
+        let block_batch = config.target_batch.max(1);
         let stop = |id: u32| ctx.stops.get(id as usize).copied().unwrap_or(true);
         let generation = Generation {
             max_new: config.max_new_tokens,
@@ -122,23 +150,28 @@ impl Units<'_> {
                         (prefix.as_deref(), item.target.tokens.ids.as_slice())
                     })
                     .collect();
-                Baseline::run_many(model, &prompts)?
+                let groups: Vec<&[(Option<&PrefixRun>, &[u32])]> =
+                    prompts.chunks(block_batch).collect();
+                Baseline::run_groups(model, &groups)?
             }
             Method::Naive => items
                 .iter()
                 .map(|(item, _)| Baseline::run(model, &item.target.tokens.ids))
                 .collect::<Result<_, _>>()?,
         };
-        // Every source latent of every unit, in one left-padded batch (per shared prefix).
-        let sources: Vec<&Planned> = items
+        // Every source latent of every unit, in one left-padded batch per group of
+        // `target_batch` units (per shared prefix); the group of each source.
+        let (sources, source_group): (Vec<&Planned>, Vec<usize>) = items
             .iter()
-            .flat_map(|(item, _)| {
+            .enumerate()
+            .flat_map(|(u, (item, _))| {
                 config
                     .settings
                     .iter()
                     .flat_map(|s| item.sources.get(s).into_iter().flatten())
+                    .map(move |s| (s, u / block_batch))
             })
-            .collect();
+            .unzip();
         let mut prefix_runs = Vec::with_capacity(sources.len());
         for s in &sources {
             prefix_runs.push(shared(model, prefixes, &s.tokens)?);
@@ -151,7 +184,18 @@ impl Units<'_> {
                 (prefix.as_deref(), s.tokens.ids.as_slice(), at)
             })
             .collect();
-        let mut source_latents = residuals_from(model, &sites)?.into_iter();
+        let mut latents_in_order = Vec::with_capacity(sites.len());
+        let mut from = 0;
+        while from < sites.len() {
+            let to = from
+                + source_group[from..]
+                    .iter()
+                    .take_while(|&&g| g == source_group[from])
+                    .count();
+            latents_in_order.extend(residuals_from(model, &sites[from..to])?);
+            from = to;
+        }
+        let mut source_latents = latents_in_order.into_iter();
         // The latent of every patched setting of every unit.
         let mut planned: Vec<SettingLatent> = Vec::new();
         for (u, ((item, _), base)) in items.iter().zip(&bases).enumerate() {
@@ -236,7 +280,8 @@ impl Units<'_> {
             })
             .collect();
         let refs: Vec<&Patched> = runs.iter().map(|r| &r.run).collect();
-        let mut generations = generate_many(model, &refs, &generation)?.into_iter();
+        let groups: Vec<usize> = runs.iter().map(|r| r.unit / block_batch).collect();
+        let mut generations = generate_grouped(model, &refs, &groups, &generation)?.into_iter();
         let mut naive_results = naive_results.into_iter();
         let mut per_unit: Vec<Vec<SettingResults>> = (0..items.len()).map(|_| Vec::new()).collect();
         for SettingRun {
