@@ -147,6 +147,25 @@ IIT_MAX_START_FRAC = 0.5
 IIT_WEIGHT = 1.0
 
 
+# Named designs: a step count and overrides of the constants above (as --set gives them, in
+# this order, recorded in training.json's `overrides`). "deep" is the series of
+# fixtures/series-deep/ (docs/fixture-designs.md): 8 layers, and a vocabulary under which nearly
+# every form is one token, so that the word's token carries the concept and middle layers read
+# it from there.
+DESIGNS = {
+    "deep": {
+        "steps": 2400,
+        "set": [
+            "num_hidden_layers=8",
+            "intermediate_size=256",
+            "VOCAB_SIZE=3000",
+            "CKPT_STEPS_BASE=[0,32,64,128,256,512,1024,2048]",
+            "LR=0.002",
+        ],
+    },
+}
+
+
 def setup_determinism(threads):
     random.seed(SEED)
     np.random.seed(SEED)
@@ -531,7 +550,9 @@ def token_notes(tok, concepts, langs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(".cache", "fixture-train"))
-    ap.add_argument("--steps", type=int, default=STEPS)
+    ap.add_argument("--steps", type=int, default=None, help=f"training steps (default {STEPS}, or the design's)")
+    ap.add_argument("--design", choices=sorted(DESIGNS), default=None,
+                    help="a named design (DESIGNS): its steps and overrides, before any --set")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--install", default=None, help="copy the series there after the run (e.g. fixtures/series)")
     ap.add_argument("--install-only", action="store_true", help="only copy an existing run in --out")
@@ -540,6 +561,12 @@ def main():
     ap.add_argument("--probe-every", type=int, default=0, help="experiments: quick held-in eval every N steps")
     args = ap.parse_args()
     overrides = {}
+    if args.design:
+        args.set = DESIGNS[args.design]["set"] + args.set
+        if args.steps is None:
+            args.steps = DESIGNS[args.design]["steps"]
+    if args.steps is None:
+        args.steps = STEPS
     for kv in args.set:
         k, v = kv.split("=", 1)
         if k in MODEL:
@@ -633,7 +660,8 @@ def main():
     record = {
         "about": "xlpatch fixture series: tiny multilingual Llama trained from scratch by xtask/py/train_fixture.py",
         "command": "python xtask/py/train_fixture.py --out .cache/fixture-train"
-        + ("" if args.steps == STEPS else f" --steps {args.steps}"),
+        + (f" --design {args.design}" if args.design else "")
+        + ("" if args.steps == (DESIGNS[args.design]["steps"] if args.design else STEPS) else f" --steps {args.steps}"),
         "versions": {
             "python": sys.version.split()[0],
             "torch": torch.__version__,
