@@ -1,6 +1,7 @@
 //! Snapshot tests of translations: for a fixed prompt set, the greedy translations
 //! of every checkpoint of the fixture series, unpatched and patched, one snapshot per
-//! checkpoint in `tests/snapshots/<checkpoint>.snap`. A change in the exporter, the backend
+//! checkpoint in `tests/snapshots/<checkpoint>.snap` (the deep series of the default sweep,
+//! `fixtures/series-deep`, in `tests/snapshots/deep_<checkpoint>.snap`). A change in the exporter, the backend
 //! or the engine that changes a translation fails here until the new snapshot is reviewed
 //! (`cargo insta review`, or `INSTA_UPDATE=always cargo xtask snapshots` to accept).
 //!
@@ -39,10 +40,13 @@ const MAX_NEW: usize = 10;
 /// snapshots machine-independent.
 const MIN_LOGIT_GAP: f32 = 1e-3;
 
+/// A prompt: (input language, output language, target concept, source concept).
+type Case = (&'static str, &'static str, &'static str, &'static str);
+
 /// The prompt set: (input language, output language, target concept, source concept). The
 /// concepts are among those the series was trained on; fr→de and en→nl are held-in pairs,
 /// de→it is held out (checked against `training.json`).
-const CASES: [(&str, &str, &str, &str); 8] = [
+const CASES: [Case; 8] = [
     ("fr", "de", "bird", "butter"),
     ("fr", "de", "horse", "key"),
     ("fr", "de", "tree", "hat"),
@@ -53,20 +57,38 @@ const CASES: [(&str, &str, &str, &str); 8] = [
     ("en", "nl", "lake", "wheel"),
 ];
 
+/// The deep series' prompt set: [`CASES`] but for the last, whose patched answer at one
+/// early checkpoint of that series is decided by less than [`MIN_LOGIT_GAP`].
+const DEEP_CASES: [Case; 8] = [
+    ("fr", "de", "bird", "butter"),
+    ("fr", "de", "horse", "key"),
+    ("fr", "de", "tree", "hat"),
+    ("de", "it", "sun", "door"),
+    ("de", "it", "head", "honey"),
+    ("de", "it", "king", "flower"),
+    ("en", "nl", "fish", "salt"),
+    ("en", "nl", "lake", "tent"),
+];
+
+/// The 4-layer series of the exactness tests, and the deep series of the default sweep.
+const SERIES: &str = "fixtures/series";
+const DEEP: &str = "fixtures/series-deep";
+
 /// One test per checkpoint, so that a failure names it, and the list they cover.
 macro_rules! snapshot_tests {
-    ($($name:ident: $checkpoint:literal,)*) => {
-        const CHECKPOINTS: &[&str] = &[$($checkpoint),*];
+    ($series:expr, $prefix:literal, $cases:expr, $list:ident, $($name:ident: $checkpoint:literal,)*) => {
+        const $list: &[&str] = &[$($checkpoint),*];
         $(
             #[test]
             fn $name() {
-                check($checkpoint);
+                check($series, $prefix, &$cases, $checkpoint);
             }
         )*
     };
 }
 
 snapshot_tests! {
+    SERIES, "", CASES, CHECKPOINTS,
     snapshot_step_0: "step_0",
     snapshot_step_16: "step_16",
     snapshot_step_64: "step_64",
@@ -76,9 +98,31 @@ snapshot_tests! {
     snapshot_step_2000: "step_2000",
 }
 
+snapshot_tests! {
+    DEEP, "deep_", DEEP_CASES, DEEP_CHECKPOINTS,
+    deep_snapshot_step_0: "step_0",
+    deep_snapshot_step_32: "step_32",
+    deep_snapshot_step_64: "step_64",
+    deep_snapshot_step_128: "step_128",
+    deep_snapshot_step_256: "step_256",
+    deep_snapshot_step_512: "step_512",
+    deep_snapshot_step_1024: "step_1024",
+    deep_snapshot_step_2048: "step_2048",
+    deep_snapshot_step_2400: "step_2400",
+}
+
 #[test]
 fn snapshot_tests_cover_every_checkpoint() {
-    let series = root().join("fixtures/series/export");
+    covers(SERIES, CHECKPOINTS);
+}
+
+#[test]
+fn deep_snapshot_tests_cover_every_checkpoint() {
+    covers(DEEP, DEEP_CHECKPOINTS);
+}
+
+fn covers(series: &str, checkpoints: &[&str]) {
+    let series = root().join(series).join("export");
     let mut found: Vec<String> = std::fs::read_dir(&series)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", series.display()))
         .map(|entry| entry.expect("a directory entry").file_name())
@@ -88,24 +132,26 @@ fn snapshot_tests_cover_every_checkpoint() {
     found.sort_by_key(|name| name["step_".len()..].parse::<u64>().unwrap_or(u64::MAX));
     assert_eq!(
         found,
-        CHECKPOINTS,
+        checkpoints,
         "the checkpoints in {} and the snapshot tests differ: add or remove a line \
          of `snapshot_tests!`",
         series.display()
     );
 }
 
-/// Renders the snapshot of `checkpoint` and compares it with the committed one.
-fn check(checkpoint: &str) {
-    let text = render(checkpoint);
+/// Renders the snapshot of `checkpoint` of `series` and compares it with the committed one,
+/// `tests/snapshots/<prefix><checkpoint>.snap`.
+fn check(series: &str, prefix: &str, cases: &[Case], checkpoint: &str) {
+    let text = render(series, cases, checkpoint);
     let mut settings = insta::Settings::clone_current();
     // `tests/snapshots/step_0.snap` rather than `tests__snapshots__step_0.snap`.
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
-    settings.bind(|| insta::assert_snapshot!(checkpoint, text));
+    let name = format!("{prefix}{checkpoint}");
+    settings.bind(|| insta::assert_snapshot!(name.as_str(), text));
 }
 
-/// What the series was trained on (`fixtures/series/training.json`).
+/// What a series was trained on (its `training.json`).
 struct Training {
     languages: Vec<Lang>,
     concepts: BTreeSet<String>,
@@ -113,8 +159,8 @@ struct Training {
     held_out: BTreeSet<String>,
 }
 
-fn training() -> Training {
-    let path = root().join("fixtures/series/training.json");
+fn training(series: &str) -> Training {
+    let path = root().join(series).join("training.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "cannot read {}: {e} (the fixture series is committed; `cargo xtask fixtures` \
@@ -191,8 +237,8 @@ fn lang(code: &str) -> Lang {
 }
 
 /// The model directory of `checkpoint`, or a failure saying how to get it.
-fn checkpoint_dir(checkpoint: &str) -> PathBuf {
-    let dir = root().join("fixtures/series/export").join(checkpoint);
+fn checkpoint_dir(series: &str, checkpoint: &str) -> PathBuf {
+    let dir = root().join(series).join("export").join(checkpoint);
     assert!(
         dir.join("manifest.json").is_file(),
         "{} is not an exported model: the fixture series is committed; `cargo xtask fixtures` \
@@ -213,11 +259,11 @@ fn open(registry: &Registry, dir: &Path) -> Model {
 }
 
 /// The snapshot text of one checkpoint.
-fn render(checkpoint: &str) -> String {
-    let training = training();
+fn render(series: &str, cases: &[Case], checkpoint: &str) -> String {
+    let training = training(series);
     let table = trained_table(&training);
     let registry = builtins();
-    let mut model = open(&registry, &checkpoint_dir(checkpoint));
+    let mut model = open(&registry, &checkpoint_dir(series, checkpoint));
     let strategy = registry
         .get("patch-replace")
         .and_then(|p| p.patch_strategy(&[]))
@@ -240,7 +286,7 @@ fn render(checkpoint: &str) -> String {
          source prompt of the same pair and another concept. = C_T / = C_S: the answer is a \
          form of the target / source concept in the output language.\n"
     );
-    for case in CASES {
+    for &case in cases {
         out.push('\n');
         out.push_str(&render_case(
             &mut model, &table, &training, &strategy, &extractor, case, &starts,

@@ -136,6 +136,35 @@ MAX_NEW_TOKENS = 10
 EVAL_BATCH = 50
 PROBE = 0
 
+# interchange interventions (0: off). Each step also trains IIT_PAIRS_PER_STEP (donor, target)
+# block pairs: the target block's last line reads `<a>: "<C_T in a>" - <b>: "<C_S in b>"` and,
+# from a start layer j < IIT_MAX_START_FRAC * layers on, the residual after every block at the
+# last token of C_T's word is replaced by the donor's at the last token of C_S's word (a block
+# of another trained pair ending with C_S, cut after it): the answer must be read from the word's
+# position in middle layers, in a form shared across languages.
+IIT_PAIRS_PER_STEP = 0
+IIT_MAX_START_FRAC = 0.5
+IIT_WEIGHT = 1.0
+
+
+# Named designs: a step count and overrides of the constants above (as --set gives them, in
+# this order, recorded in training.json's `overrides`). "deep" is the series of
+# fixtures/series-deep/ (docs/fixture-designs.md): 8 layers, and a vocabulary under which nearly
+# every form is one token, so that the word's token carries the concept and middle layers read
+# it from there.
+DESIGNS = {
+    "deep": {
+        "steps": 2400,
+        "set": [
+            "num_hidden_layers=8",
+            "intermediate_size=256",
+            "VOCAB_SIZE=3000",
+            "CKPT_STEPS_BASE=[0,32,64,128,256,512,1024,2048]",
+            "LR=0.002",
+        ],
+    },
+}
+
 
 def setup_determinism(threads):
     random.seed(SEED)
@@ -286,8 +315,9 @@ def save_ckpt(model, tok, out, step):
     return d
 
 
-def train(model, tok, data, sizes, out, total, log, probe_queries=None):
+def train(model, tok, data, sizes, out, total, log, probe_queries=None, iit=None):
     gen = torch.Generator().manual_seed(SEED + 1)
+    iit_gen = torch.Generator().manual_seed(SEED + 5)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
@@ -325,6 +355,9 @@ def train(model, tok, data, sizes, out, total, log, probe_queries=None):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total)
         loss = model(input_ids=batch, labels=labels).loss
+        if iit is not None:
+            pick = torch.randint(0, len(iit[0]) // 2, (IIT_PAIRS_PER_STEP,), generator=iit_gen)
+            loss = loss + IIT_WEIGHT * iit_loss(model, iit, pick, iit_gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
@@ -342,6 +375,78 @@ def train(model, tok, data, sizes, out, total, log, probe_queries=None):
             if (step + 1) % (LOG_EVERY * 10) == 0:
                 log(f"step {step + 1}/{total} loss {losses[-1]['loss']:.4f} ({time.time() - t0:.0f}s)")
     return losses, epoch, tokens_at, time.time() - t0
+
+
+def word_end_token(enc, end_char):
+    """Index of the last token of the word ending at character end_char (offsets of encode)."""
+    last = None
+    for i, (a, b) in enumerate(enc.offsets):
+        if b > a and a < end_char:
+            last = i
+    return last
+
+
+def build_iit(tok, concepts, held_in, n, rng):
+    """n (donor, target) block pairs for interchange interventions, tokenized, with the word
+    positions: tensors (ids [2n, T], lens [2n], donor rows, target rows, donor pos, target pos)."""
+    texts, positions = [], []
+    for _ in range(n):
+        (c, d), (a, b) = rng.choice(held_in), rng.choice(held_in)
+        k_don, k_tgt = rng.randint(1, N_SHOTS + 1), rng.randint(1, N_SHOTS + 1)
+        cs = rng.sample(concepts, max(k_don, k_tgt) + 1)
+        src, tgt = cs[0], cs[1]
+        ctx = cs[2:]
+        don_lines = [fmt_line(c, pick_form(rng, x[c]), d, pick_form(rng, x[d])) for x in ctx[: k_don - 1]]
+        win = pick_form(rng, src[c])
+        don_prefix = "\n".join(don_lines + [f'{LANG_NAMES[c]}: "'])
+        don = don_prefix + win
+        tgt_lines = [fmt_line(a, pick_form(rng, x[a]), b, pick_form(rng, x[b])) for x in ctx[: k_tgt - 1]]
+        tin = pick_form(rng, tgt[a])
+        tgt_prefix = "\n".join(tgt_lines + [f'{LANG_NAMES[a]}: "'])
+        target = tgt_prefix + tin + f'" - {LANG_NAMES[b]}: "{pick_form(rng, src[b])}"'
+        for text, end in ((don, len(don_prefix) + len(win)), (target, len(tgt_prefix) + len(tin))):
+            enc = tok.encode(text, add_special_tokens=True)
+            texts.append(enc.ids + ([1] if text is target else []))
+            positions.append(word_end_token(enc, end))
+    width = max(len(t) for t in texts)
+    ids = torch.full((len(texts), width), 2, dtype=torch.long)
+    for r, t in enumerate(texts):
+        ids[r, : len(t)] = torch.tensor(t)
+    lens = torch.tensor([len(t) for t in texts])
+    pos = torch.tensor(positions)
+    return ids, lens, pos
+
+
+def iit_loss(model, iit, idx, gen):
+    """Loss of the target rows of the pairs idx under their interventions (donors also learn
+    their own next tokens up to the cut)."""
+    ids_all, lens_all, pos_all = iit
+    rows = torch.stack([2 * idx, 2 * idx + 1], 1).reshape(-1)
+    batch = ids_all[rows, : int(lens_all[rows].max())]
+    pos = pos_all[rows]
+    n = len(idx)
+    don = torch.arange(0, 2 * n, 2)
+    tgt = don + 1
+    layers = model.config.num_hidden_layers
+    start = torch.randint(0, max(1, int(IIT_MAX_START_FRAC * layers)), (n,), generator=gen)
+    hooks = []
+    for layer_i, layer in enumerate(model.model.layers):
+        sel = start <= layer_i
+        if not bool(sel.any()):
+            continue
+        d_r, t_r, d_p, t_p = don[sel], tgt[sel], pos[don[sel]], pos[tgt[sel]]
+
+        def hook(_m, _inp, out, d_r=d_r, t_r=t_r, d_p=d_p, t_p=t_p):
+            return out.index_put((t_r, t_p), out[d_r, d_p])
+
+        hooks.append(layer.register_forward_hook(hook))
+    try:
+        labels = batch.masked_fill(batch == 2, -100)
+        loss = model(input_ids=batch, labels=labels).loss
+    finally:
+        for h in hooks:
+            h.remove()
+    return loss
 
 
 def build_eval(concepts, langs, held_in, held_out, copies, rng):
@@ -445,7 +550,9 @@ def token_notes(tok, concepts, langs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(".cache", "fixture-train"))
-    ap.add_argument("--steps", type=int, default=STEPS)
+    ap.add_argument("--steps", type=int, default=None, help=f"training steps (default {STEPS}, or the design's)")
+    ap.add_argument("--design", choices=sorted(DESIGNS), default=None,
+                    help="a named design (DESIGNS): its steps and overrides, before any --set")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--install", default=None, help="copy the series there after the run (e.g. fixtures/series)")
     ap.add_argument("--install-only", action="store_true", help="only copy an existing run in --out")
@@ -454,6 +561,12 @@ def main():
     ap.add_argument("--probe-every", type=int, default=0, help="experiments: quick held-in eval every N steps")
     args = ap.parse_args()
     overrides = {}
+    if args.design:
+        args.set = DESIGNS[args.design]["set"] + args.set
+        if args.steps is None:
+            args.steps = DESIGNS[args.design]["steps"]
+    if args.steps is None:
+        args.steps = STEPS
     for kv in args.set:
         k, v = kv.split("=", 1)
         if k in MODEL:
@@ -510,7 +623,11 @@ def main():
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params} parameters")
 
-    losses, epochs, tokens_at, train_s = train(model, tok, data, sizes, args.out, args.steps, log, probe)
+    iit = None
+    if IIT_PAIRS_PER_STEP:
+        iit = build_iit(tok, concepts, held_in, 20000, random.Random(SEED + 4))
+        log(f"interventions: {len(iit[0]) // 2} donor/target pairs, {IIT_PAIRS_PER_STEP} per step")
+    losses, epochs, tokens_at, train_s = train(model, tok, data, sizes, args.out, args.steps, log, probe, iit)
     log(f"trained {args.steps} steps in {train_s:.0f}s ({epochs} full passes over the data)")
 
     with open(os.path.join(args.out, "eval_queries.jsonl"), "w", encoding="utf-8") as f:
@@ -543,7 +660,8 @@ def main():
     record = {
         "about": "xlpatch fixture series: tiny multilingual Llama trained from scratch by xtask/py/train_fixture.py",
         "command": "python xtask/py/train_fixture.py --out .cache/fixture-train"
-        + ("" if args.steps == STEPS else f" --steps {args.steps}"),
+        + (f" --design {args.design}" if args.design else "")
+        + ("" if args.steps == (DESIGNS[args.design]["steps"] if args.design else STEPS) else f" --steps {args.steps}"),
         "versions": {
             "python": sys.version.split()[0],
             "torch": torch.__version__,

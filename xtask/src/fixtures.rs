@@ -38,9 +38,13 @@ pub(crate) fn venv_python() -> Result<PathBuf> {
 /// Where `cargo xtask fixtures --check` rebuilds the series (relative to the root).
 const CHECK_DIR: &str = "target/fixtures-check";
 
-/// Rebuilds the series into `fixtures/series`, or with `check` into [`CHECK_DIR`] and compares
-/// it with the committed one file by file.
-pub(crate) fn fixtures(check: bool) -> Result<()> {
+/// Rebuilds the series into `fixtures/series` (with `deep`, the deep series into
+/// `fixtures/series-deep`), or with `check` into [`CHECK_DIR`] and compares it with the
+/// committed one file by file.
+pub(crate) fn fixtures(check: bool, deep: bool) -> Result<()> {
+    if deep {
+        return fixtures_deep(check);
+    }
     let python = venv_python()?;
     // Paths are given relative to the root, which every command runs in: the exporter records
     // its source path in the manifest, and a committed manifest must not name this machine.
@@ -104,6 +108,96 @@ pub(crate) fn fixtures(check: bool) -> Result<()> {
         compare(&series, &root().join("fixtures/series"))?;
     }
     Ok(())
+}
+
+/// The deep series (`train_fixture.py --design deep`, docs/fixture-designs.md): only
+/// what the default sweep reads is committed (the exports, the tokenizer, `training.json`,
+/// `concepts.txt`); its Hugging Face checkpoints stay in the training directory, since
+/// keeping them too would exceed the fixture budget (its weights are already f16, and the
+/// exactness tests and their goldens use the 4-layer series).
+fn fixtures_deep(check: bool) -> Result<()> {
+    let python = venv_python()?;
+    let (train, series_rel) = if check {
+        let dir = root().join(CHECK_DIR);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        (
+            format!("{CHECK_DIR}/train-deep"),
+            format!("{CHECK_DIR}/series-deep"),
+        )
+    } else {
+        (
+            ".cache/fixture-train-deep".into(),
+            "fixtures/series-deep".into(),
+        )
+    };
+    let series = root().join(&series_rel);
+    let start = std::time::Instant::now();
+    run(Command::new(&python)
+        .current_dir(root())
+        .arg("xtask/py/train_fixture.py")
+        // One thread: the committed series was trained so (bit-identical reruns need the
+        // same thread count).
+        .args(["--out", &train, "--design", "deep", "--threads", "1"]))?;
+    std::fs::create_dir_all(&series)?;
+    for name in ["tokenizer.json", "training.json"] {
+        std::fs::copy(root().join(&train).join(name), series.join(name))
+            .with_context(|| format!("cannot copy {name} from {train}"))?;
+    }
+    write_concept_list(&series)?;
+    run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
+    let xlpatch = target_dir()?.join("release/xlpatch");
+    let export = series.join("export");
+    if export.exists() {
+        std::fs::remove_dir_all(&export)?;
+    }
+    let steps = checkpoint_steps(&root().join(&train))?;
+    for step in &steps {
+        run(Command::new(&xlpatch)
+            .current_dir(root())
+            .arg("export")
+            .arg("--model")
+            .arg(format!("{train}/step_{step}"))
+            .arg("--tokenizer")
+            .arg(format!("{train}/tokenizer.json"))
+            .arg("--out")
+            .arg(format!("{series_rel}/export/step_{step}"))
+            .args(["--dtype", "f16", "--step", &step.to_string()]))?;
+    }
+    eprintln!(
+        "deep fixture series rebuilt in {:.0} s: {} checkpoints in {series_rel}",
+        start.elapsed().as_secs_f64(),
+        steps.len(),
+    );
+    if check {
+        compare(&series, &root().join("fixtures/series-deep"))?;
+    }
+    Ok(())
+}
+
+/// The checkpoint steps of a training run (its `training.json`).
+fn checkpoint_steps(train: &Path) -> Result<Vec<u64>> {
+    let path = train.join("training.json");
+    let training: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", path.display()))?;
+    let Some(steps) = training["training"]["checkpoint_steps"].as_array() else {
+        bail!("{}: no training.checkpoint_steps list", path.display());
+    };
+    let steps: Option<Vec<u64>> = steps.iter().map(|s| s.as_u64()).collect();
+    let Some(steps) = steps else {
+        bail!("{}: a checkpoint step is not a number", path.display());
+    };
+    if steps.len() < 8 {
+        bail!(
+            "{}: {} checkpoints, expected at least 8",
+            path.display(),
+            steps.len()
+        );
+    }
+    Ok(steps)
 }
 
 /// Writes `concepts.txt`, the concept ids the series was trained on (from `training.json`),

@@ -52,8 +52,9 @@ tasks:
   project-study               the seed paper's full grid in CPU-core-hours, from sweep units timed on a
                               random EuroLLM-1.7B-shaped export (slow; about 10 GB under target/)
   slurm-up / slurm-down       start / stop a one-node Slurm for the tests (apt-get installs it if missing)
-  fixtures [--check]          retrain the fixture series and rewrite its goldens and exports;
-                              --check rebuilds it under target/ and compares with the committed one
+  fixtures [--check] [--deep] retrain the fixture series and rewrite its goldens and exports;
+                              --check rebuilds it under target/ and compares with the committed one;
+                              --deep: the deep series of the default sweep (fixtures/series-deep)
   fuzz [--secs N] [--afl] [TARGET]
                               run each fuzz target of fuzz/ for N seconds (default 60); --afl:
                               coverage-guided with AFL++ (needs `cargo install cargo-afl`)
@@ -77,7 +78,7 @@ fn main() -> Result<()> {
         "gemma" => args::none(p, HELP).and_then(|()| gemma::fetch()),
         "bench" => bench::bench(p),
         "bench-scaling" => scaling::scaling(p),
-        "fixtures" => fixtures::fixtures(args::flag(p, "check", HELP)?),
+        "fixtures" => fixtures_task(p),
         "fuzz" => fuzz::fuzz(p),
         "gpu-check" => args::none(p, HELP).and_then(|()| gpu::gpu_check()),
         "project-study" => args::none(p, HELP).and_then(|()| project::project()),
@@ -85,6 +86,19 @@ fn main() -> Result<()> {
         "slurm-down" => args::none(p, HELP).and_then(|()| slurm::down()),
         other => bail!("unknown task {other:?}\n\n{HELP}"),
     }
+}
+
+/// `fixtures [--check] [--deep]`.
+fn fixtures_task(p: &mut Parser) -> Result<()> {
+    let (mut check, mut deep) = (false, false);
+    while let Some(arg) = p.next()? {
+        match arg {
+            lexopt::Arg::Long("check") => check = true,
+            lexopt::Arg::Long("deep") => deep = true,
+            other => args::unexpected(other, HELP)?,
+        }
+    }
+    fixtures::fixtures(check, deep)
 }
 
 /// The README's test command: everything the tests need, then every test of the workspace.

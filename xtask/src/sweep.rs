@@ -1,7 +1,8 @@
 //! `cargo xtask sweep`: the main job. Fetches ONNX Runtime if needed, builds `xlpatch` and the
-//! plugins (release), runs the default sweep (`SweepConfig::default()`: every checkpoint of the
-//! committed fixture series in `fixtures/series/export/`, fr→de and the held-out de→it, every
-//! setting) into
+//! plugins (release), runs the default sweep (`examples/deep.toml`: every checkpoint of the
+//! committed deep fixture series in `fixtures/series-deep/export/`, fr→de and the held-out
+//! de→it, every setting; the 4-layer `fixtures/series/` of `SweepConfig::default()` shows no
+//! patching effect and serves the exactness tests) into
 //! `target/sweep/default/`, and prints the summary table. A rerun resumes and so returns at
 //! once; delete the directory to start over.
 
@@ -25,6 +26,8 @@ pub(crate) fn sweep() -> Result<()> {
         .current_dir(root())
         .env("ORT_DYLIB_PATH", &ort)
         .arg("sweep")
+        .arg("--config")
+        .arg("examples/deep.toml")
         .arg("--out")
         .arg(&out))
 }
