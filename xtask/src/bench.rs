@@ -12,7 +12,7 @@
 //! logit gap of the step where they part: a near-tie explains a flip). Beside the ratio it
 //! reports xlpatch's achieved GFLOP/s per target (the FLOPs of blocks and head that
 //! `flops.rs` counts, over the target's wall time) against the machine's float32 GEMM rate,
-//! measured in the same run by `bench/python/gemm_peak.py` (issue 19). The tables are also
+//! measured in the same run by `bench/python/gemm_peak.py`. The tables are also
 //! written to `target/bench/summary.md`.
 //!
 //! The Python environment is the project's `.cache/py` (git-ignored; torch alone is about

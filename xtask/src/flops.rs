@@ -1,5 +1,5 @@
 //! The floating-point work of a sweep's targets, counted from the model's shapes and the
-//! prompts and generations a sweep wrote (`cargo xtask bench`, issue 19): what a target costs
+//! prompts and generations a sweep wrote (`cargo xtask bench`): what a target costs
 //! at the least, so that its wall time gives an achieved rate to set against the machine's
 //! matrix-product rate.
 //!

@@ -259,3 +259,37 @@ fn help_says_shards_are_zero_based_and_prints_the_config() {
     assert!(printed.contains("\nstart_layers = \"0..4\"\n"), "{printed}");
     assert!(printed.contains("\nconcept_pairs = 5\n"), "{printed}");
 }
+
+/// `cargo xtask sweep` runs `examples/deep.toml`: the study must plan (enough concepts for 30
+/// concept pairs per language pair, the demonstrations drawn per prompt) and run. One shard of
+/// 60 runs 9 of its 540 units (9 checkpoints × 2 language pairs × 30 concept pairs).
+#[test]
+fn the_main_jobs_study_plans_and_runs_a_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("deep");
+    let config = repo_root().join("examples/deep.toml");
+    let o = Command::new(env!("CARGO_BIN_EXE_xlpatch"))
+        .args([
+            "sweep",
+            "--config",
+            config.to_str().unwrap(),
+            "--shard",
+            "0/60",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut units = std::collections::BTreeSet::new();
+    let mut reader = csv::Reader::from_path(out.join("results.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (unit, in_lang, out_lang) = (col("unit"), col("in_lang"), col("out_lang"));
+    for row in reader.records() {
+        let row = row.unwrap();
+        units.insert(row[unit].to_string());
+        let pair = format!("{}-{}", &row[in_lang], &row[out_lang]);
+        assert!(pair == "fr-de" || pair == "de-it", "{pair}");
+    }
+    assert_eq!(units.len(), 9, "{units:?}");
+}

@@ -345,7 +345,7 @@ fn targets_together_equal_targets_alone_on_gemma3() {
     targets_together_equal_targets_alone("gemma3");
 }
 
-/// Head calls shared by targets (issue 19: a sweep's unpatched runs, patched start layers and
+/// Head calls shared by targets (a sweep's unpatched runs, patched start layers and
 /// generation steps of all its targets in one head call each, block calls kept per target)
 /// give every target the rows it gets with head calls of its own: probabilities within
 /// [`TOLERANCE`] and identical generations. The shared side splits its head calls at 3 rows

@@ -54,7 +54,7 @@ pub fn generate_many(
 /// [`GENERATION_BATCH`] rows, left-padded), those of different groups never do; every step's
 /// head call serves the rows of all groups. So a sweep keeps each target's block calls to its
 /// own rows (larger, left-padded block calls do not pay on the CPU: BENCHMARKS.md) while
-/// the unembedding is streamed once per step for all its targets (issue 19). Rows give the
+/// the unembedding is streamed once per step for all its targets. Rows give the
 /// tokens they give alone: the head is applied to each row independently.
 pub fn generate_grouped(
     model: &mut Model,

@@ -34,7 +34,7 @@ const HEAD_UNITS: usize = 16;
 const STREAMED_HEAD_BYTES: usize = 64 << 20;
 
 /// How many units run together. Their head calls are shared (the unembedding streamed once
-/// per call for the rows of all of them, issue 19), so enough units to fill
+/// per call for the rows of all of them), so enough units to fill
 /// [`Model::head_rows`] with one row per start layer and setting, at most [`HEAD_UNITS`],
 /// when the unembedding passes [`STREAMED_HEAD_BYTES`]; at least
 /// [`SweepConfig::target_batch`], whose units also share block calls; fewer when their kept
