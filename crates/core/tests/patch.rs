@@ -266,6 +266,58 @@ fn batched_latents_equal_single_runs() {
     }
 }
 
+/// A random target of the multi-target tests: token ids, where in them the word's last
+/// token is, and the seed of its latent.
+type Target = (Vec<u32>, prop::sample::Index, u64);
+
+/// Between `count.start` and `count.end - 1` random targets of 2 to 15 tokens.
+fn random_targets(vocab: u32, count: std::ops::Range<usize>) -> impl Strategy<Value = Vec<Target>> {
+    prop::collection::vec(
+        (
+            prop::collection::vec(0..vocab, 2..16),
+            any::<prop::sample::Index>(),
+            any::<u64>(),
+        ),
+        count,
+    )
+}
+
+/// A runner of `cases` cases whose failures persist with the patch tests'.
+fn runner(cases: u32) -> TestRunner {
+    TestRunner::new(Config {
+        cases,
+        failure_persistence: persisted("patch"),
+        ..Config::default()
+    })
+}
+
+/// Greedy generation of the multi-target tests: 6 tokens, stopping after a multiple of 13.
+const GENERATION: Generation<'static> = Generation {
+    max_new: 6,
+    stop: &|id: u32| id.is_multiple_of(13),
+};
+
+/// Each target's random latent (entries within ±4).
+fn latents_of(model: &Model, targets: &[Target]) -> Vec<Vec<f32>> {
+    targets
+        .iter()
+        .map(|(_, _, seed)| latent(model, *seed, 4.0))
+        .collect()
+}
+
+/// Each target's patch: its latent at its word's position, from that layer on.
+fn patches_of<'a>(targets: &[Target], latents: &'a [Vec<f32>]) -> Vec<Patch<'a>> {
+    targets
+        .iter()
+        .zip(latents)
+        .map(|((ids, at, _), lat)| Patch {
+            position: at.index(ids.len()),
+            latent: lat,
+            scope: Scope::FromLayer,
+        })
+        .collect()
+}
+
 /// Several targets at once (a sweep's `target_batch`): [`patched_many`] equals [`patched`]
 /// of each, and [`generate`] over runs of prompts of different lengths (left-padded caches)
 /// gives each row the tokens it gets alone. Tiny Llama and tiny Gemma 3 (sliding window 4:
@@ -278,44 +330,16 @@ fn targets_together_equal_targets_alone(arch: &str) {
         .and_then(|p| p.patch_strategy(&[]))
         .unwrap();
     let vocab = model.borrow().info().vocab;
-    let stop = |id: u32| id.is_multiple_of(13);
-    let generation = Generation {
-        max_new: 6,
-        stop: &stop,
-    };
-    let mut runner = TestRunner::new(Config {
-        cases: 12,
-        failure_persistence: persisted("patch"),
-        ..Config::default()
-    });
-    let cases = prop::collection::vec(
-        (
-            prop::collection::vec(0..vocab, 2..16),
-            any::<prop::sample::Index>(),
-            any::<u64>(),
-        ),
-        2..5,
-    );
-    runner
-        .run(&cases, |targets| {
+    let generation = GENERATION;
+    runner(12)
+        .run(&random_targets(vocab, 2..5), |targets| {
             let model = &mut *model.borrow_mut();
             let bases: Vec<Baseline> = targets
                 .iter()
                 .map(|(ids, _, _)| Baseline::run(model, ids).unwrap())
                 .collect();
-            let latents: Vec<Vec<f32>> = targets
-                .iter()
-                .map(|(_, _, seed)| latent(model, *seed, 4.0))
-                .collect();
-            let patches: Vec<Patch<'_>> = targets
-                .iter()
-                .zip(&latents)
-                .map(|((ids, at, _), lat)| Patch {
-                    position: at.index(ids.len()),
-                    latent: lat,
-                    scope: Scope::FromLayer,
-                })
-                .collect();
+            let latents = latents_of(model, &targets);
+            let patches = patches_of(&targets, &latents);
             let pairs: Vec<(&Baseline, &Patch<'_>)> = bases.iter().zip(&patches).collect();
             let together = patched_many(model, &pairs, &strategy, Batching::Layers, true).unwrap();
             let refs: Vec<&Patched> = together.iter().collect();
@@ -359,42 +383,14 @@ fn shared_heads_equal_per_target_heads(name: &str, dir: &std::path::Path) {
         .and_then(|p| p.patch_strategy(&[]))
         .unwrap();
     let vocab = model.borrow().info().vocab;
-    let stop = |id: u32| id.is_multiple_of(13);
-    let generation = Generation {
-        max_new: 6,
-        stop: &stop,
-    };
-    let mut runner = TestRunner::new(Config {
-        cases: 8,
-        failure_persistence: persisted("patch"),
-        ..Config::default()
-    });
-    let cases = prop::collection::vec(
-        (
-            prop::collection::vec(0..vocab, 2..16),
-            any::<prop::sample::Index>(),
-            any::<u64>(),
-        ),
-        2..6,
-    );
+    let generation = GENERATION;
     let worst = std::cell::Cell::new(0f32);
-    runner
-        .run(&cases, |targets| {
+    runner(8)
+        .run(&random_targets(vocab, 2..6), |targets| {
             let full = model.borrow().head_rows();
             let model = &mut *model.borrow_mut();
-            let latents: Vec<Vec<f32>> = targets
-                .iter()
-                .map(|(_, _, seed)| latent(model, *seed, 4.0))
-                .collect();
-            let patches: Vec<Patch<'_>> = targets
-                .iter()
-                .zip(&latents)
-                .map(|((ids, at, _), lat)| Patch {
-                    position: at.index(ids.len()),
-                    latent: lat,
-                    scope: Scope::FromLayer,
-                })
-                .collect();
+            let latents = latents_of(model, &targets);
+            let patches = patches_of(&targets, &latents);
             // Per target: its own unpatched run, patched runs and generation.
             let mut alone = Vec::new();
             for ((ids, _, _), patch) in targets.iter().zip(&patches) {
