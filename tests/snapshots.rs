@@ -59,16 +59,11 @@ const CASES: [Case; 8] = [
 
 /// The deep series' prompt set: [`CASES`] but for the last, whose patched answer at one
 /// early checkpoint of that series is decided by less than [`MIN_LOGIT_GAP`].
-const DEEP_CASES: [Case; 8] = [
-    ("fr", "de", "bird", "butter"),
-    ("fr", "de", "horse", "key"),
-    ("fr", "de", "tree", "hat"),
-    ("de", "it", "sun", "door"),
-    ("de", "it", "head", "honey"),
-    ("de", "it", "king", "flower"),
-    ("en", "nl", "fish", "salt"),
-    ("en", "nl", "lake", "tent"),
-];
+const DEEP_CASES: [Case; 8] = {
+    let mut cases = CASES;
+    cases[7] = ("en", "nl", "lake", "tent");
+    cases
+};
 
 /// The 4-layer series of the exactness tests, and the deep series of the default sweep.
 const SERIES: &str = "fixtures/series";

@@ -46,17 +46,7 @@ pub(crate) fn fixtures(check: bool, deep: bool) -> Result<()> {
         return fixtures_deep(check);
     }
     let python = venv_python()?;
-    // Paths are given relative to the root, which every command runs in: the exporter records
-    // its source path in the manifest, and a committed manifest must not name this machine.
-    let (train, series_rel) = if check {
-        let dir = root().join(CHECK_DIR);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
-        (format!("{CHECK_DIR}/train"), format!("{CHECK_DIR}/series"))
-    } else {
-        (".cache/fixture-train".into(), "fixtures/series".into())
-    };
+    let (train, series_rel) = rebuild_dirs(check, "")?;
     let series = root().join(&series_rel);
     let start = std::time::Instant::now();
     run(Command::new(&python)
@@ -70,12 +60,6 @@ pub(crate) fn fixtures(check: bool, deep: bool) -> Result<()> {
     run(Command::new(&python)
         .current_dir(root())
         .args(["xtask/py/series_goldens.py", &series_rel]))?;
-    run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
-    let xlpatch = target_dir()?.join("release/xlpatch");
-    let export = series.join("export");
-    if export.exists() {
-        std::fs::remove_dir_all(&export)?;
-    }
     let mut steps: Vec<u64> = std::fs::read_dir(&series)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter_map(|p| p.file_name()?.to_str()?.strip_prefix("step_")?.parse().ok())
@@ -87,18 +71,7 @@ pub(crate) fn fixtures(check: bool, deep: bool) -> Result<()> {
             steps.len()
         );
     }
-    for step in &steps {
-        run(Command::new(&xlpatch)
-            .current_dir(root())
-            .arg("export")
-            .arg("--model")
-            .arg(format!("{series_rel}/step_{step}"))
-            .arg("--tokenizer")
-            .arg(format!("{series_rel}/tokenizer.json"))
-            .arg("--out")
-            .arg(format!("{series_rel}/export/step_{step}"))
-            .args(["--dtype", "f16", "--step", &step.to_string()]))?;
-    }
+    export_steps(&series_rel, &series_rel, &steps)?;
     eprintln!(
         "fixture series rebuilt in {:.0} s: {} checkpoints in {series_rel}",
         start.elapsed().as_secs_f64(),
@@ -117,21 +90,7 @@ pub(crate) fn fixtures(check: bool, deep: bool) -> Result<()> {
 /// exactness tests and their goldens use the 4-layer series).
 fn fixtures_deep(check: bool) -> Result<()> {
     let python = venv_python()?;
-    let (train, series_rel) = if check {
-        let dir = root().join(CHECK_DIR);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
-        (
-            format!("{CHECK_DIR}/train-deep"),
-            format!("{CHECK_DIR}/series-deep"),
-        )
-    } else {
-        (
-            ".cache/fixture-train-deep".into(),
-            "fixtures/series-deep".into(),
-        )
-    };
+    let (train, series_rel) = rebuild_dirs(check, "-deep")?;
     let series = root().join(&series_rel);
     let start = std::time::Instant::now();
     run(Command::new(&python)
@@ -146,25 +105,8 @@ fn fixtures_deep(check: bool) -> Result<()> {
             .with_context(|| format!("cannot copy {name} from {train}"))?;
     }
     write_concept_list(&series)?;
-    run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
-    let xlpatch = target_dir()?.join("release/xlpatch");
-    let export = series.join("export");
-    if export.exists() {
-        std::fs::remove_dir_all(&export)?;
-    }
     let steps = checkpoint_steps(&root().join(&train))?;
-    for step in &steps {
-        run(Command::new(&xlpatch)
-            .current_dir(root())
-            .arg("export")
-            .arg("--model")
-            .arg(format!("{train}/step_{step}"))
-            .arg("--tokenizer")
-            .arg(format!("{train}/tokenizer.json"))
-            .arg("--out")
-            .arg(format!("{series_rel}/export/step_{step}"))
-            .args(["--dtype", "f16", "--step", &step.to_string()]))?;
-    }
+    export_steps(&train, &series_rel, &steps)?;
     eprintln!(
         "deep fixture series rebuilt in {:.0} s: {} checkpoints in {series_rel}",
         start.elapsed().as_secs_f64(),
@@ -172,6 +114,51 @@ fn fixtures_deep(check: bool) -> Result<()> {
     );
     if check {
         compare(&series, &root().join("fixtures/series-deep"))?;
+    }
+    Ok(())
+}
+
+/// The training directory and the series a rebuild writes, relative to the root (the
+/// exporter records its source path in the manifest, and a committed manifest must not name
+/// this machine): `.cache/fixture-train{suffix}` and `fixtures/series{suffix}`, or with
+/// `check` both under a fresh [`CHECK_DIR`].
+fn rebuild_dirs(check: bool, suffix: &str) -> Result<(String, String)> {
+    if !check {
+        return Ok((
+            format!(".cache/fixture-train{suffix}"),
+            format!("fixtures/series{suffix}"),
+        ));
+    }
+    let dir = root().join(CHECK_DIR);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok((
+        format!("{CHECK_DIR}/train{suffix}"),
+        format!("{CHECK_DIR}/series{suffix}"),
+    ))
+}
+
+/// Exports each checkpoint `{src}/step_{N}` (with `{src}/tokenizer.json`) into
+/// `{series}/export/step_{N}`, f16, with the release binary; an earlier export is removed.
+fn export_steps(src: &str, series: &str, steps: &[u64]) -> Result<()> {
+    run(cargo().args(["build", "--quiet", "--release", "-p", "xlpatch-cli"]))?;
+    let xlpatch = target_dir()?.join("release/xlpatch");
+    let export = root().join(series).join("export");
+    if export.exists() {
+        std::fs::remove_dir_all(&export)?;
+    }
+    for step in steps {
+        run(Command::new(&xlpatch)
+            .current_dir(root())
+            .arg("export")
+            .arg("--model")
+            .arg(format!("{src}/step_{step}"))
+            .arg("--tokenizer")
+            .arg(format!("{src}/tokenizer.json"))
+            .arg("--out")
+            .arg(format!("{series}/export/step_{step}"))
+            .args(["--dtype", "f16", "--step", &step.to_string()]))?;
     }
     Ok(())
 }

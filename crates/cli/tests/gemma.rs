@@ -148,7 +148,7 @@ fn gemma_translates_livre_to_buch_and_matches_transformers() {
     shared_heads_equal_per_target_heads(&mut model, prompt);
 }
 
-/// Issue 19 on the real model: head calls shared by three targets (their baselines' last rows,
+/// On the real model: head calls shared by three targets (their baselines' last rows,
 /// every start layer, each generation step, in one head call each; block calls per target)
 /// give each target the probabilities (within 1e-5) and the greedy generations it gets with
 /// head calls of its own. The targets are the goldens' prompt with three query words, patched
