@@ -133,6 +133,27 @@ pub(crate) fn parse_csv(text: &str, path: &Path) -> Result<Vec<Record>, Error> {
     Ok(records)
 }
 
+/// CSV text whose first record is a header: the header, where it is (for errors about it),
+/// and the records after it. An empty file is an error naming `path`.
+pub(crate) fn parse_table(
+    text: &str,
+    path: &Path,
+) -> Result<(Header, Location, Vec<Record>), Error> {
+    let mut records = parse_csv(text, path)?;
+    if records.is_empty() {
+        return Err(Error::malformed(
+            Location::file(path),
+            "empty file, expected a header row",
+        ));
+    }
+    let head = records.remove(0);
+    Ok((
+        Header::new(&head.fields),
+        Location::line(path, head.line),
+        records,
+    ))
+}
+
 /// A CSV header: finds columns by name, ignoring ASCII case and surrounding whitespace.
 #[derive(Debug)]
 pub(crate) struct Header {

@@ -21,7 +21,7 @@ use std::path::Path;
 
 use super::multisimlex::NOUN_TAGS;
 use super::{Collector, pylist};
-use crate::text::{Header, parse_csv, read_text};
+use crate::text::{parse_table, read_text};
 use crate::{ConceptTable, Error, Lang, Location};
 
 const NEEDED: [&str; 3] = ["word_original", "<language code>...", "PoS"];
@@ -35,15 +35,7 @@ pub fn read_file(path: impl AsRef<Path>) -> Result<ConceptTable, Error> {
 }
 
 fn read_into(out: &mut Collector, path: &Path, text: &str) -> Result<(), Error> {
-    let records = parse_csv(text, path)?;
-    let Some((head, rows)) = records.split_first() else {
-        return Err(Error::malformed(
-            Location::file(path),
-            "empty file, expected a header row",
-        ));
-    };
-    let header = Header::new(&head.fields);
-    let head_at = Location::line(path, head.line);
+    let (header, head_at, rows) = parse_table(text, path)?;
     let word_col = header.require("word_original", &head_at, &NEEDED)?;
     let pos_col = header.require("pos", &head_at, &NEEDED)?;
     let id_col = header.find("id");
@@ -79,7 +71,7 @@ fn read_into(out: &mut Collector, path: &Path, text: &str) -> Result<(), Error> 
     for &(_, lang) in &columns {
         out.language(lang);
     }
-    for record in rows {
+    for record in &rows {
         header.check_width(record, path)?;
         let at = Location::line(path, record.line);
         let cell = |col: usize| record.fields[col].trim();

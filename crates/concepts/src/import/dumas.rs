@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{Collector, language_dirs, pylist};
-use crate::text::{Header, parse_csv, read_text};
+use crate::text::{parse_table, read_text};
 use crate::{ConceptTable, Error, Lang, Location};
 
 /// The file name in each language folder.
@@ -79,15 +79,7 @@ fn parse_file(path: &Path, text: &str) -> Result<DumasFile, Error> {
         .and_then(Path::file_name)
         .and_then(|n| n.to_str())
         .and_then(Lang::from_code);
-    let records = parse_csv(text, path)?;
-    let Some((head, records)) = records.split_first() else {
-        return Err(Error::malformed(
-            Location::file(path),
-            "empty file, expected a header row",
-        ));
-    };
-    let header = Header::new(&head.fields);
-    let head_at = Location::line(path, head.line);
+    let (header, head_at, records) = parse_table(text, path)?;
     let id_col = header.require(
         "word_original",
         &head_at,
@@ -113,7 +105,7 @@ fn parse_file(path: &Path, text: &str) -> Result<DumasFile, Error> {
         }
     }
     let mut rows = Vec::new();
-    for record in records {
+    for record in &records {
         header.check_width(record, path)?;
         let at = Location::line(path, record.line);
         let id = record.fields[id_col].trim();

@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::{Collector, source_of};
-use crate::text::{Header, parse_csv, read_text};
+use crate::text::{Header, parse_table, read_text};
 use crate::{ConceptTable, Error, Lang, Location};
 
 /// The combined file of the release.
@@ -204,15 +204,7 @@ fn word_columns(
 }
 
 fn read_into(pairs: &mut Pairs, path: &Path, text: &str) -> Result<(), Error> {
-    let records = parse_csv(text, path)?;
-    let Some((head, rows)) = records.split_first() else {
-        return Err(Error::malformed(
-            Location::file(path),
-            "empty file, expected a header row",
-        ));
-    };
-    let header = Header::new(&head.fields);
-    let head_at = Location::line(path, head.line);
+    let (header, head_at, rows) = parse_table(text, path)?;
     let words = word_columns(&header, path, &head_at)?;
     let id_col = header.find("ID");
     let pos_col = header.find("POS");

@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{Collector, language_dirs, source_of};
-use crate::text::{Header, parse_csv, read_text};
+use crate::text::{parse_table, read_text};
 use crate::{ConceptTable, Error, Lang, Location};
 
 /// The file name in each language folder.
@@ -49,20 +49,12 @@ pub fn read_dir(dir: impl AsRef<Path>) -> Result<ConceptTable, Error> {
 }
 
 fn read_into(out: &mut Collector, path: &Path, text: &str) -> Result<(), Error> {
-    let records = parse_csv(text, path)?;
-    let Some((head, rows)) = records.split_first() else {
-        return Err(Error::malformed(
-            Location::file(path),
-            "empty file, expected a header row",
-        ));
-    };
-    let header = Header::new(&head.fields);
-    let at = Location::line(path, head.line);
+    let (header, at, rows) = parse_table(text, path)?;
     let [lang_col, original_col, translation_col] =
         NEEDED.map(|name| header.require(name, &at, &NEEDED));
     let (lang_col, original_col, translation_col) = (lang_col?, original_col?, translation_col?);
     let error_col = header.find("error");
-    for row in rows {
+    for row in &rows {
         header.check_width(row, path)?;
         let at = Location::line(path, row.line);
         let cell = |col: usize| row.fields[col].trim();
